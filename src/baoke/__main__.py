@@ -1,0 +1,3 @@
+from baoke.cli import main
+
+main()

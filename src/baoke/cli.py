@@ -1,0 +1,198 @@
+"""The ``baoke`` command. Every subcommand has ``--help``; user errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from baoke import __version__
+from baoke.config import Settings, load_settings
+from baoke.errors import BaokeError, InputError
+from baoke.store.db import current_revision, ensure_schema, head_revision, make_engine, redact
+
+app = typer.Typer(
+    name="baoke",
+    help="保客 baoke — after-sales customer retention for car brands and dealer groups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+@app.command()
+def version() -> None:
+    """Print the baoke version."""
+    console.print(f"baoke {__version__}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the store to the newest schema (any other command does this first, too)."""
+    settings = _settings()
+    engine = make_engine(settings.url)
+    ran = ensure_schema(engine)
+    state = "migrated to" if ran else "already at"
+    console.print(f"{redact(settings.url)}: {state} revision {head_revision()}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the database URL (password hidden) and its schema revision."""
+    settings = _settings()
+    engine = make_engine(settings.url)
+    current = current_revision(engine)
+    console.print(f"database: {redact(settings.url)}")
+    console.print(f"revision: {current or 'empty'} (newest: {head_revision()})")
+
+
+@app.command("import")
+def import_command(
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="dealers, staff, customers, vehicles, service-orders, leads, complaints, "
+            "consents, events, wecom-relations — or 'all' with a directory"
+        ),
+    ],
+    files: Annotated[list[Path], typer.Argument(help="CSV (UTF-8/GBK), XLSX or JSONL files")],
+    mapping: Annotated[
+        Path | None, typer.Option("--mapping", help="YAML mapping of your column headers")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Import DMS exports; bad rows go to <file>.quarantine.csv with the reason."""
+    from baoke.ingest.headers import load_mapping
+    from baoke.ingest.pipeline import find_kind_files, import_file, kind_spec
+
+    settings = _settings()
+    if kind == "all":
+        if mapping is not None:
+            raise InputError("--mapping applies to one kind; import that kind on its own")
+        jobs = [job for directory in files for job in find_kind_files(_directory(directory))]
+    else:
+        kind_spec(kind)
+        jobs = [(kind, path) for path in files]
+    engine = make_engine(settings.url)
+    ensure_schema(engine)
+    summaries = []
+    for job_kind, path in jobs:
+        custom = load_mapping(mapping, kind_spec(job_kind)) if mapping else None
+        with _progress(as_json) as progress:
+            task = progress.add_task(f"{job_kind} {path.name}", total=None)
+            summary = import_file(
+                engine, job_kind, path, tz=settings.zone, mapping=custom,
+                batch_rows=settings.import_batch_rows,
+                progress=lambda done, total, t=task: progress.update(t, completed=done, total=total),
+            )
+        summaries.append(summary)
+        if not as_json:
+            _print_summary(summary)
+    if as_json:
+        data: Any = [s.as_dict() for s in summaries]
+        print(json.dumps(data[0] if len(data) == 1 else data, ensure_ascii=False, indent=2))
+
+
+def _directory(path: Path) -> Path:
+    if not path.is_dir():
+        raise InputError(f"{path}: 'import all' needs a directory of files")
+    return path
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=quiet or not err.is_terminal,
+    )
+
+
+def _print_summary(summary: Any) -> None:
+    console.print(
+        f"[bold]{summary.kind}[/] {summary.file} ({summary.format}"
+        f"{', ' + summary.encoding if summary.encoding else ''}): "
+        f"read {summary.read:,}, inserted {summary.inserted:,}, updated {summary.updated:,}, "
+        f"unchanged {summary.unchanged:,}, quarantined {summary.quarantined:,}, "
+        f"merged {summary.merged:,} in {summary.seconds:.1f}s"
+    )
+    for reason, count in summary.reasons.items():
+        console.print(f"  quarantined {count:,} × {reason}")
+    for warning, count in summary.warnings.items():
+        console.print(f"  warning {count:,} × {warning}")
+    if summary.quarantine_file:
+        console.print(f"  bad rows with reasons: {summary.quarantine_file}")
+    if summary.ignored_columns:
+        console.print(f"  columns not used: {', '.join(summary.ignored_columns)}")
+
+
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option(min=1, help="number of customers")] = 20_000,
+    seed: Annotated[int, typer.Option(help="random seed; same seed, same files")] = 42,
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("generated"),
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Write a realistic synthetic dealer group as DMS-like import files."""
+    from baoke.simulate.generator import GenerateConfig
+    from baoke.simulate.generator import generate as run_generate
+
+    result = run_generate(
+        GenerateConfig(customers=customers, seed=seed), out,
+        progress=None if as_json else (lambda msg: err.print(f"[dim]{msg}[/]")),
+    )
+    if as_json:
+        print(json.dumps(
+            {"seconds": result.seconds, "files": [
+                {"kind": f.kind, "path": str(f.path), "rows": f.rows,
+                 "dirty_rows": f.dirty_rows, "encoding": f.encoding} for f in result.files]},
+            ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"Generated {customers:,} customers (seed {seed}) in {result.seconds:.1f}s")
+    for column in ("kind", "file", "rows", "deliberately bad", "encoding"):
+        table.add_column(column)
+    for f in result.files:
+        table.add_row(f.kind, str(f.path), f"{f.rows:,}", f"{f.dirty_rows:,}", f.encoding)
+    console.print(table)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=100, help="size of the synthetic group")] = 20_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    fresh: Annotated[bool, typer.Option(help="start from an empty demo store")] = False,
+) -> None:
+    """Generate a dealer group, import it, and explain what happened."""
+    from baoke.demo import run_demo
+
+    run_demo(_settings(), customers=customers, seed=seed, fresh=fresh, console=console)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except BaokeError as exc:
+        err.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

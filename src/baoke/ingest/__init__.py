@@ -1,0 +1,1 @@
+"""Import of DMS exports: readers, header mapping, validation, quarantine and loading."""

@@ -1,0 +1,200 @@
+"""Bulk reads and writes between polars frames and the store, the same on SQLite and PostgreSQL.
+
+The import path never touches rows one at a time: it fetches the existing rows for a whole batch
+of natural keys, compares in polars, and writes inserts and updates with one executemany each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import polars as pl
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    Time,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+
+# Enough for SQLite's bound-parameter limit and PostgreSQL's, with composite keys too.
+KEY_CHUNK = 5_000
+
+
+def polars_dtype(column: Column[Any]) -> pl.DataType:
+    """The polars dtype that holds the values of a store column."""
+    kind = column.type
+    if isinstance(kind, DateTime):
+        return pl.Datetime("us", "UTC")
+    if isinstance(kind, Date):
+        return pl.Date()
+    if isinstance(kind, Time):
+        return pl.Time()
+    if isinstance(kind, Boolean):
+        return pl.Boolean()
+    if isinstance(kind, BigInteger | Integer | SmallInteger):
+        return pl.Int64()
+    if isinstance(kind, String | Text):
+        return pl.String()
+    return pl.String()
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def to_utc(frame: pl.DataFrame) -> pl.DataFrame:
+    """Make every datetime column UTC-aware (SQLite gives naive UTC, PostgreSQL aware values)."""
+    fixes = []
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Datetime):
+            col = pl.col(name).dt.cast_time_unit("us")
+            if dtype.time_zone is None:
+                fixes.append(col.dt.replace_time_zone("UTC").alias(name))
+            elif dtype.time_zone != "UTC":
+                fixes.append(col.dt.convert_time_zone("UTC").alias(name))
+            else:
+                fixes.append(col.alias(name))
+    return frame.with_columns(fixes) if fixes else frame
+
+
+def fetch_by_keys(
+    conn: Connection,
+    table: Table,
+    key: Sequence[str],
+    keys: pl.DataFrame,
+    columns: Sequence[str],
+) -> pl.DataFrame:
+    """Rows of ``table`` whose ``key`` columns match a row of ``keys``; only ``columns`` returned.
+
+    ``keys`` holds the key columns (named as in the table); nulls are skipped.
+    """
+    wanted = list(dict.fromkeys([*key, *columns]))
+    schema = {name: polars_dtype(table.c[name]) for name in wanted}
+    distinct = keys.select(list(key)).drop_nulls().unique()
+    parts: list[pl.DataFrame] = []
+    if distinct.height:
+        cols = [table.c[name] for name in wanted]
+        if len(key) == 1:
+            values = distinct.get_column(key[0]).to_list()
+            for chunk in _chunks(values, KEY_CHUNK):
+                rows = conn.execute(select(*cols).where(table.c[key[0]].in_(chunk))).all()
+                parts.append(_frame(rows, schema))
+        else:
+            tuples = distinct.rows()
+            target = tuple_(*(table.c[name] for name in key))
+            for chunk in _chunks(tuples, KEY_CHUNK // len(key)):
+                rows = conn.execute(select(*cols).where(target.in_(chunk))).all()
+                parts.append(_frame(rows, schema))
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return to_utc(pl.concat(parts))
+
+
+def fetch_all(conn: Connection, table: Table, columns: Sequence[str]) -> pl.DataFrame:
+    """A whole (small) table, e.g. dealers or staff, as a frame."""
+    schema = {name: polars_dtype(table.c[name]) for name in columns}
+    rows = conn.execute(select(*(table.c[name] for name in columns))).all()
+    return to_utc(_frame(rows, schema))
+
+
+def _frame(rows: Sequence[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    naive = {
+        name: (pl.Datetime("us") if isinstance(dtype, pl.Datetime) else dtype)
+        for name, dtype in schema.items()
+    }
+    data = [tuple(row) for row in rows]
+    frame = pl.DataFrame(data, schema=naive, orient="row", strict=False)
+    return frame
+
+
+def _python_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    # polars gives aware datetimes for UTC columns, which both dialects store correctly.
+    return frame.to_dicts()
+
+
+def bulk_insert(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
+    """Insert every row of ``frame`` (columns named as in the table) with one executemany."""
+    if frame.height == 0:
+        return
+    if conn.dialect.name == "postgresql":
+        _copy_into(conn, table, frame)
+        return
+    conn.execute(insert(table), _python_rows(frame))
+
+
+def _copy_into(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
+    """PostgreSQL's COPY: several times faster than INSERT for large batches."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    names = frame.columns
+    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in frame.iter_rows():
+            copy.write_row(row)
+
+
+def bulk_update(conn: Connection, table: Table, frame: pl.DataFrame, key: str = "id") -> None:
+    """Update rows matched on ``key`` with the other columns of ``frame``; touches updated_at."""
+    if frame.height == 0:
+        return
+    columns = [name for name in frame.columns if name != key]
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in columns}
+    if "updated_at" in table.c and "updated_at" not in columns:
+        values["updated_at"] = func.current_timestamp()
+    statement = update(table).where(table.c[key] == bindparam("k_key")).values(values)
+    renamed = frame.rename({name: f"v_{name}" for name in columns} | {key: "k_key"})
+    conn.execute(statement, _python_rows(renamed))
+
+
+def allocate_ids(conn: Connection, table: Table, count: int) -> pl.Series:
+    """Reserve ``count`` new primary keys for ``table``, so related rows can be written in bulk.
+
+    PostgreSQL draws them from the table's sequence (safe with concurrent writers); SQLite has a
+    single writer per database, so the next free ids after the current maximum are taken.
+    """
+    if count == 0:
+        return pl.Series("id", [], dtype=pl.Int64)
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"table": table.name, "count": count},
+        ).scalars()
+        return pl.Series("id", list(rows), dtype=pl.Int64)
+    start = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+    return pl.int_range(start + 1, start + 1 + count, eager=True, dtype=pl.Int64).alias("id")
+
+
+def changed_mask(
+    new: pl.DataFrame, old_suffix: str, columns: Sequence[str]
+) -> pl.Expr:
+    """True where any of ``columns`` differs (null-safe) from its ``<col><old_suffix>`` twin."""
+    if not columns:
+        return pl.lit(False)
+    diffs = [~pl.col(c).eq_missing(pl.col(f"{c}{old_suffix}")) for c in columns]
+    return pl.any_horizontal(diffs)
+
+
+def today_utc() -> dt.datetime:
+    """Now, in UTC."""
+    return dt.datetime.now(dt.UTC)

@@ -1,0 +1,1 @@
+"""The operational store: models, engine and migrations."""

@@ -1,0 +1,388 @@
+"""The operational store: one SQLAlchemy model per core record of DOMAIN.md.
+
+Conventions that every later layer relies on:
+
+* Times are stored in UTC (``DateTime(timezone=True)``); business *dates* (order settled,
+  delivery, birthday) are plain ``Date`` in the business time zone.
+* Money is integer fen (``*_fen`` columns), never float.
+* Mobiles are E.164 strings (``+8613800138000``).
+* Every mutable table has ``updated_at``, a high-water mark for incremental snapshots.
+* Natural keys (order number, VIN, lead number …) are unique so imports can upsert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _now() -> Any:
+    return func.current_timestamp()
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a constraint naming convention (stable migration names)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Timestamped:
+    """created_at / updated_at, both UTC, maintained by the database."""
+
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now(), nullable=False
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now(), nullable=False, index=True
+    )
+
+
+class Dealer(Timestamped, Base):
+    """A store (4S shop) of the group."""
+
+    __tablename__ = "dealers"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    brand: Mapped[str | None] = mapped_column(String(64))
+    city: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(256))
+    phone: Mapped[str | None] = mapped_column(String(32))
+
+
+class Staff(Timestamped, Base):
+    """An employee: advisor, customer manager, store manager …; active or departed."""
+
+    __tablename__ = "staff"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    staff_no: Mapped[str] = mapped_column(String(32), unique=True)
+    dealer_id: Mapped[int] = mapped_column(ForeignKey("dealers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    mobile: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(128))
+    wecom_userid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    departed_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class Customer(Timestamped, Base):
+    """One owner or prospect, merged across dealers by normalised mobile."""
+
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mobile: Mapped[str | None] = mapped_column(String(20), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(8))  # 先生 / 女士
+    gender: Mapped[str | None] = mapped_column(String(8))
+    email: Mapped[str | None] = mapped_column(String(128))
+    city: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(64))
+    birthday: Mapped[dt.date | None] = mapped_column(Date)
+    family: Mapped[str | None] = mapped_column(String(64))
+    contact_from: Mapped[dt.time | None] = mapped_column(Time)
+    contact_to: Mapped[dt.time | None] = mapped_column(Time)
+    home_dealer_id: Mapped[int | None] = mapped_column(ForeignKey("dealers.id"), index=True)
+    mobile_status: Mapped[str] = mapped_column(String(16), default="valid")
+    tags: Mapped[str | None] = mapped_column(Text)  # JSON array text
+
+
+class CustomerIdentity(Timestamped, Base):
+    """A dealer's own customer number for a customer; several identities may share one customer."""
+
+    __tablename__ = "customer_identities"
+    __table_args__ = (UniqueConstraint("dealer_id", "customer_no"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dealer_id: Mapped[int] = mapped_column(ForeignKey("dealers.id"))
+    customer_no: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+
+
+class MergeLog(Base):
+    """Why two source records became one customer."""
+
+    __tablename__ = "merge_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    import_run_id: Mapped[int | None] = mapped_column(ForeignKey("import_runs.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    dealer_id: Mapped[int] = mapped_column(ForeignKey("dealers.id"))
+    customer_no: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(128))
+    merged_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class Vehicle(Timestamped, Base):
+    """A car; VIN validated (``vin_check_ok`` false keeps a wrong ISO 3779 check digit visible)."""
+
+    __tablename__ = "vehicles"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    vin: Mapped[str] = mapped_column(String(17), unique=True)
+    vin_check_ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    dealer_id: Mapped[int | None] = mapped_column(ForeignKey("dealers.id"), index=True)
+    brand: Mapped[str | None] = mapped_column(String(64))
+    series: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    model_year: Mapped[int | None] = mapped_column(SmallInteger)
+    plate_no: Mapped[str | None] = mapped_column(String(16))
+    purchase_date: Mapped[dt.date | None] = mapped_column(Date)
+    delivery_date: Mapped[dt.date | None] = mapped_column(Date)
+    price_fen: Mapped[int | None] = mapped_column(BigInteger)
+    insurance_expiry: Mapped[dt.date | None] = mapped_column(Date)
+    warranty_end: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class MileageReading(Base):
+    """An odometer reading, from a service order, an import or the app."""
+
+    __tablename__ = "mileage_readings"
+    __table_args__ = (UniqueConstraint("vehicle_id", "read_on", "source"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"))
+    read_on: Mapped[dt.date] = mapped_column(Date)
+    odometer_km: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(32))
+
+
+class ServiceOrder(Timestamped, Base):
+    """An after-sales order: maintenance, repair, warranty claim, accessory …"""
+
+    __tablename__ = "service_orders"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(64), unique=True)
+    dealer_id: Mapped[int] = mapped_column(ForeignKey("dealers.id"), index=True)
+    vehicle_id: Mapped[int] = mapped_column(ForeignKey("vehicles.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    advisor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    order_type: Mapped[str] = mapped_column(String(16))
+    settled_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    mileage_km: Mapped[int | None] = mapped_column(Integer)
+
+
+class Lead(Timestamped, Base):
+    """A sales prospect; a lost lead (战败线索) keeps its furthest stage and lost reason."""
+
+    __tablename__ = "leads"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    lead_no: Mapped[str] = mapped_column(String(64), unique=True)
+    dealer_id: Mapped[int] = mapped_column(ForeignKey("dealers.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    mobile: Mapped[str | None] = mapped_column(String(20), index=True)
+    model_of_interest: Mapped[str | None] = mapped_column(String(128))
+    stage: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    lost_reason: Mapped[str | None] = mapped_column(String(32))
+    created_on: Mapped[dt.date] = mapped_column(Date)
+    lost_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class Complaint(Timestamped, Base):
+    """A complaint ticket with severity, satisfaction score and SLA owner."""
+
+    __tablename__ = "complaints"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    complaint_no: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    dealer_id: Mapped[int] = mapped_column(ForeignKey("dealers.id"), index=True)
+    owner_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    severity: Mapped[str] = mapped_column(String(16))
+    satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Consent(Timestamped, Base):
+    """Current consent of one customer for one channel and purpose (history in audit_log)."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("customer_id", "channel", "purpose"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(16), default="marketing")
+    granted: Mapped[bool] = mapped_column(Boolean)
+    basis: Mapped[str | None] = mapped_column(String(32))
+    granted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    source: Mapped[str | None] = mapped_column(String(64))
+
+
+class BehaviourEvent(Base):
+    """An app/web behaviour: page view, model view, community post, link click …"""
+
+    __tablename__ = "behaviour_events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    event_type: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(String(16))
+    target: Mapped[str | None] = mapped_column(String(128))
+    properties: Mapped[str | None] = mapped_column(Text)  # JSON object text
+
+
+Index("ix_behaviour_events_customer_time", BehaviourEvent.customer_id, BehaviourEvent.occurred_at)
+
+
+class WecomRelation(Timestamped, Base):
+    """A WeCom external-contact friendship between a customer and a staff member."""
+
+    __tablename__ = "wecom_relations"
+    __table_args__ = (UniqueConstraint("staff_id", "external_userid"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str | None] = mapped_column(String(64))  # channel QR code (渠道活码)
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_by: Mapped[str | None] = mapped_column(String(16))  # customer / staff
+
+
+class Referral(Timestamped, Base):
+    """推荐有礼: a customer refers a friend; the referee moves registered → test drive → purchase."""
+
+    __tablename__ = "referrals"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    referral_no: Mapped[str] = mapped_column(String(64), unique=True)
+    referrer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    referee_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    referee_name: Mapped[str | None] = mapped_column(String(64))
+    referee_mobile: Mapped[str | None] = mapped_column(String(20))
+    stage: Mapped[str] = mapped_column(String(16))
+    stage_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LoyaltyEntry(Base):
+    """One line of the loyalty points ledger (positive earns, negative redeems)."""
+
+    __tablename__ = "loyalty_ledger"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    entry_key: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    points: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    reference: Mapped[str | None] = mapped_column(String(64))
+
+
+class Touch(Timestamped, Base):
+    """One message or call to a customer, with its idempotency key and current status."""
+
+    __tablename__ = "touches"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    dealer_id: Mapped[int | None] = mapped_column(ForeignKey("dealers.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str | None] = mapped_column(String(128))
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    step: Mapped[str | None] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(16), default="marketing")
+    cost_fen: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    scheduled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class TouchStatus(Base):
+    """Status history of a touch: planned, sent, delivered, failed, opened, clicked, replied …"""
+
+    __tablename__ = "touch_status_history"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    touch_id: Mapped[int] = mapped_column(ForeignKey("touches.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Task(Timestamped, Base):
+    """Human work: a call, a WeCom chat, a complaint follow-up, for a role with an SLA."""
+
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    dealer_id: Mapped[int | None] = mapped_column(ForeignKey("dealers.id"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(256))
+    script: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ImportRun(Base):
+    """The import log: one row per file imported, with its counts and quarantine file."""
+
+    __tablename__ = "import_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    file_name: Mapped[str] = mapped_column(String(512))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    encoding: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # running / done / failed
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    inserted: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    quarantined: Mapped[int] = mapped_column(Integer, default=0)
+    merged: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    quarantine_file: Mapped[str | None] = mapped_column(String(512))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """Audit trail: consents, sends, data access. Append-only."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
