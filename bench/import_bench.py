@@ -40,7 +40,9 @@ def _child_import(url: str, orders: Path) -> dict[str, Any]:
         started = time.perf_counter()
         child = subprocess.Popen(
             [sys.executable, "-m", "baoke", "import", "service-orders", str(orders), "--json"],
-            stdout=out, stderr=err, env=env,
+            stdout=out,
+            stderr=err,
+            env=env,
         )
         # wait4 gives this child's own resource usage, including its peak resident memory.
         _, status, usage = os.wait4(child.pid, 0)
@@ -107,8 +109,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="baoke-bench-") as tmp:
         workdir = Path(tmp)
         started = time.perf_counter()
-        gen = generate(GenerateConfig(customers=max(100, args.scale // 5), seed=args.seed),
-                       workdir / "gen")
+        gen = generate(
+            GenerateConfig(customers=max(100, args.scale // 5), seed=args.seed), workdir / "gen"
+        )
         results["generate_seconds"] = time.perf_counter() - started
         results["service_order_rows"] = gen.file("service-orders").rows
         for backend in args.backends.split(","):
@@ -121,24 +124,32 @@ def main() -> None:
                 _drop(cleanup)
             for label, run in (("first load", first), ("re-import", again)):
                 rows = run["summary"]["read"]
-                results["runs"].append({
-                    "backend": backend, "pass": label, "rows": rows,
-                    "seconds": round(run["seconds"], 2),
-                    "rows_per_second": round(rows / run["seconds"]),
-                    "peak_rss_mb": round(run["peak_rss_mb"]),
-                    "inserted": run["summary"]["inserted"],
-                    "unchanged": run["summary"]["unchanged"],
-                    "quarantined": run["summary"]["quarantined"],
-                })
+                results["runs"].append(
+                    {
+                        "backend": backend,
+                        "pass": label,
+                        "rows": rows,
+                        "seconds": round(run["seconds"], 2),
+                        "rows_per_second": round(rows / run["seconds"]),
+                        "peak_rss_mb": round(run["peak_rss_mb"]),
+                        "inserted": run["summary"]["inserted"],
+                        "unchanged": run["summary"]["unchanged"],
+                        "quarantined": run["summary"]["quarantined"],
+                    }
+                )
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"machine: {results['machine']}; generated {results['service_order_rows']:,} "
-          f"service orders in {results['generate_seconds']:.1f}s")
+    print(
+        f"machine: {results['machine']}; generated {results['service_order_rows']:,} "
+        f"service orders in {results['generate_seconds']:.1f}s"
+    )
     print(f"{'backend':<11}{'pass':<12}{'rows':>10}{'seconds':>9}{'rows/s':>10}{'peak MB':>9}")
     for r in results["runs"]:
-        print(f"{r['backend']:<11}{r['pass']:<12}{r['rows']:>10,}{r['seconds']:>9.1f}"
-              f"{r['rows_per_second']:>10,}{r['peak_rss_mb']:>9,}")
+        print(
+            f"{r['backend']:<11}{r['pass']:<12}{r['rows']:>10,}{r['seconds']:>9.1f}"
+            f"{r['rows_per_second']:>10,}{r['peak_rss_mb']:>9,}"
+        )
 
 
 if __name__ == "__main__":

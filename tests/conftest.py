@@ -36,7 +36,7 @@ def _pg_available() -> str | None:
     return None
 
 
-_PG_PROBLEM: str | None | bool = False
+_PG_PROBLEM: str | bool | None = False
 
 
 def _require_pg() -> None:
@@ -74,7 +74,9 @@ def _pg_schema_engine() -> Iterator[Engine]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+def empty_engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
     """An engine on an empty database, once per backend."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("db") / "baoke.db"

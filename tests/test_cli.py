@@ -10,17 +10,33 @@ from pathlib import Path
 
 import pytest
 
-SUBCOMMANDS = [[], ["version"], ["db"], ["db", "upgrade"], ["db", "status"], ["import"],
-               ["generate"], ["demo"]]
+SUBCOMMANDS = [
+    [],
+    ["version"],
+    ["db"],
+    ["db", "upgrade"],
+    ["db", "status"],
+    ["import"],
+    ["generate"],
+    ["demo"],
+    ["imports"],
+]
 
 
-def baoke(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def baoke(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("BAOKE_")}
     full_env["BAOKE_DATA_DIR"] = str(cwd / "data")
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "baoke", *args], cwd=cwd, env=full_env, capture_output=True,
-        text=True, timeout=300, check=False,
+        [sys.executable, "-m", "baoke", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -79,6 +95,8 @@ def test_import_json_summary_and_db_status(tmp_path: Path) -> None:
     assert (summary["read"], summary["inserted"], summary["quarantined"]) == (3, 2, 1)
     status = baoke("db", "status", cwd=tmp_path)
     assert "revision: 0001" in status.stdout
+    log = json.loads(baoke("imports", "--json", cwd=tmp_path).stdout)
+    assert [(r["kind"], r["status"], r["inserted"]) for r in log] == [("dealers", "done", 2)]
 
 
 def test_demo_small_twice(tmp_path: Path) -> None:

@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from baoke import __version__
@@ -95,10 +103,18 @@ def import_command(
         custom = load_mapping(mapping, kind_spec(job_kind)) if mapping else None
         with _progress(as_json) as progress:
             task = progress.add_task(f"{job_kind} {path.name}", total=None)
+
+            def advance(done: int, total: int, task: TaskID = task) -> None:
+                progress.update(task, completed=done, total=total)
+
             summary = import_file(
-                engine, job_kind, path, tz=settings.zone, mapping=custom,
+                engine,
+                job_kind,
+                path,
+                tz=settings.zone,
+                mapping=custom,
                 batch_rows=settings.import_batch_rows,
-                progress=lambda done, total, t=task: progress.update(t, completed=done, total=total),
+                progress=advance,
             )
         summaries.append(summary)
         if not as_json:
@@ -106,6 +122,70 @@ def import_command(
     if as_json:
         data: Any = [s.as_dict() for s in summaries]
         print(json.dumps(data[0] if len(data) == 1 else data, ensure_ascii=False, indent=2))
+
+
+@app.command("imports")
+def imports_log(
+    limit: Annotated[int, typer.Option(min=1, help="how many recent runs")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """Show the import log: recent runs with their counts and status."""
+    from sqlalchemy import select
+
+    from baoke.store.models import ImportRun
+
+    settings = _settings()
+    engine = make_engine(settings.url)
+    ensure_schema(engine)
+    with engine.connect() as conn:
+        runs = conn.execute(select(ImportRun).order_by(ImportRun.id.desc()).limit(limit)).all()
+    fields = (
+        "id",
+        "kind",
+        "file_name",
+        "status",
+        "started_at",
+        "rows_read",
+        "inserted",
+        "updated",
+        "unchanged",
+        "quarantined",
+        "merged",
+        "quarantine_file",
+        "error",
+    )
+    rows = [{f: getattr(run, f) for f in fields} for run in runs]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    table = Table(title=f"Import log ({redact(settings.url)})")
+    for column in (
+        "id",
+        "kind",
+        "file",
+        "status",
+        "started (UTC)",
+        "read",
+        "inserted",
+        "updated",
+        "unchanged",
+        "quarantined",
+        "merged",
+    ):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["kind"],
+            Path(r["file_name"]).name,
+            r["status"],
+            f"{r['started_at']:%Y-%m-%d %H:%M}",
+            *(
+                f"{r[k]:,}"
+                for k in ("rows_read", "inserted", "updated", "unchanged", "quarantined", "merged")
+            ),
+        )
+    console.print(table)
 
 
 def _directory(path: Path) -> Path:
@@ -128,20 +208,20 @@ def _progress(quiet: bool) -> Progress:
 
 def _print_summary(summary: Any) -> None:
     console.print(
-        f"[bold]{summary.kind}[/] {summary.file} ({summary.format}"
+        f"[bold]{summary.kind}[/] {escape(summary.file)} ({summary.format}"
         f"{', ' + summary.encoding if summary.encoding else ''}): "
         f"read {summary.read:,}, inserted {summary.inserted:,}, updated {summary.updated:,}, "
         f"unchanged {summary.unchanged:,}, quarantined {summary.quarantined:,}, "
         f"merged {summary.merged:,} in {summary.seconds:.1f}s"
     )
     for reason, count in summary.reasons.items():
-        console.print(f"  quarantined {count:,} × {reason}")
+        console.print(f"  quarantined {count:,} × {escape(reason)}")
     for warning, count in summary.warnings.items():
-        console.print(f"  warning {count:,} × {warning}")
+        console.print(f"  warning {count:,} × {escape(warning)}")
     if summary.quarantine_file:
-        console.print(f"  bad rows with reasons: {summary.quarantine_file}")
+        console.print(f"  bad rows with reasons: {escape(summary.quarantine_file)}")
     if summary.ignored_columns:
-        console.print(f"  columns not used: {', '.join(summary.ignored_columns)}")
+        console.print(f"  columns not used: {escape(', '.join(summary.ignored_columns))}")
 
 
 @app.command()
@@ -156,15 +236,30 @@ def generate(
     from baoke.simulate.generator import generate as run_generate
 
     result = run_generate(
-        GenerateConfig(customers=customers, seed=seed), out,
+        GenerateConfig(customers=customers, seed=seed),
+        out,
         progress=None if as_json else (lambda msg: err.print(f"[dim]{msg}[/]")),
     )
     if as_json:
-        print(json.dumps(
-            {"seconds": result.seconds, "files": [
-                {"kind": f.kind, "path": str(f.path), "rows": f.rows,
-                 "dirty_rows": f.dirty_rows, "encoding": f.encoding} for f in result.files]},
-            ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "seconds": result.seconds,
+                    "files": [
+                        {
+                            "kind": f.kind,
+                            "path": str(f.path),
+                            "rows": f.rows,
+                            "dirty_rows": f.dirty_rows,
+                            "encoding": f.encoding,
+                        }
+                        for f in result.files
+                    ],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     table = Table(title=f"Generated {customers:,} customers (seed {seed}) in {result.seconds:.1f}s")
     for column in ("kind", "file", "rows", "deliberately bad", "encoding"):
@@ -191,7 +286,9 @@ def main() -> None:
     try:
         app()
     except BaokeError as exc:
-        err.print(f"[red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        # One line, whatever the underlying library put in its message.
+        message = " ".join(exc.message.split())
+        err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -40,14 +40,17 @@ def run_demo(
     if fresh:
         _remove_default_store(settings)
     out_dir = settings.data_dir / "generated"
-    console.print(Panel.fit(
-        f"baoke demo: a synthetic dealer group of {customers:,} customers (seed {seed})\n"
-        "1) write DMS-style export files   2) import them with validation and quarantine   "
-        "3) report",
-        title="保客 baoke",
-    ))
+    console.print(
+        Panel.fit(
+            f"baoke demo: a synthetic dealer group of {customers:,} customers (seed {seed})\n"
+            "1) write DMS-style export files   2) import them with validation and quarantine   "
+            "3) report",
+            title="保客 baoke",
+        )
+    )
     result = generate(
-        GenerateConfig(customers=customers, seed=seed), out_dir,
+        GenerateConfig(customers=customers, seed=seed),
+        out_dir,
         progress=lambda msg: console.print(f"  [dim]{msg}[/]"),
     )
     _print_generated(console, result)
@@ -58,8 +61,9 @@ def run_demo(
     for kind, path in find_kind_files(out_dir):
         with console.status(f"importing {kind} from {path.name} …"):
             summaries.append(
-                import_file(engine, kind, path, tz=settings.zone,
-                            batch_rows=settings.import_batch_rows)
+                import_file(
+                    engine, kind, path, tz=settings.zone, batch_rows=settings.import_batch_rows
+                )
             )
     _print_imports(console, summaries, result)
     _print_store(console, engine)
@@ -92,8 +96,13 @@ def _print_imports(
     reasons: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     for s in summaries:
-        table.add_row(s.kind, *(f"{v:,}" for v in (
-            s.read, s.inserted, s.updated, s.unchanged, s.merged, s.quarantined)))
+        table.add_row(
+            s.kind,
+            *(
+                f"{v:,}"
+                for v in (s.read, s.inserted, s.updated, s.unchanged, s.merged, s.quarantined)
+            ),
+        )
         reasons.update(s.reasons)
         warnings.update(s.warnings)
     console.print(table)

@@ -23,7 +23,9 @@ GOOD_VIN_2 = "1M8GDM9AXKP042788"  # the classic ISO 3779 example, check digit X
 WRONG_CHECK_VIN = "LHGCM82633A004352"  # 9th character should be 8
 
 
-def write_csv(path: Path, header: list[str], rows: list[list[Any]], encoding: str = "utf-8") -> Path:
+def write_csv(
+    path: Path, header: list[str], rows: list[list[Any]], encoding: str = "utf-8"
+) -> Path:
     with path.open("w", encoding=encoding, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -44,7 +46,9 @@ def write_xlsx(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
 def write_jsonl(path: Path, rows: list[dict[str, Any] | str]) -> Path:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
+            handle.write(
+                (row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n"
+            )
     return path
 
 
@@ -64,21 +68,36 @@ def rows_of(engine: Engine, model: type[m.Base]) -> list[Any]:
 @pytest.fixture
 def group(engine: Engine, tmp_path: Path) -> Engine:
     """Two dealers, three staff and three customers (one known at both dealers)."""
-    write_csv(tmp_path / "dealers.csv", ["经销商代码", "经销商名称", "城市"], [
-        ["D01", "杭州华岳西湖4S店", "杭州"], ["D02", "宁波华岳4S店", "宁波"],
-    ], encoding="utf-8-sig")
+    write_csv(
+        tmp_path / "dealers.csv",
+        ["经销商代码", "经销商名称", "城市"],
+        [
+            ["D01", "杭州华岳西湖4S店", "杭州"],
+            ["D02", "宁波华岳4S店", "宁波"],
+        ],
+        encoding="utf-8-sig",
+    )
     run(engine, "dealers", tmp_path / "dealers.csv")
-    write_xlsx(tmp_path / "staff.xlsx", ["员工编号", "经销商代码", "员工姓名", "岗位", "在职状态"], [
-        ["S01", "D01", "王芳", "服务顾问", "在职"],
-        ["S02", "D01", "李强", "客户经理", "在职"],
-        ["S03", "D02", "赵敏", "店长", "离职"],
-    ])
+    write_xlsx(
+        tmp_path / "staff.xlsx",
+        ["员工编号", "经销商代码", "员工姓名", "岗位", "在职状态"],
+        [
+            ["S01", "D01", "王芳", "服务顾问", "在职"],
+            ["S02", "D01", "李强", "客户经理", "在职"],
+            ["S03", "D02", "赵敏", "店长", "离职"],
+        ],
+    )
     run(engine, "staff", tmp_path / "staff.xlsx")
-    write_csv(tmp_path / "customers.csv", ["经销商代码", "客户编号", "客户姓名", "称谓", "手机号", "生日"], [
-        ["D01", "C001", "张伟", "先生", "13800138000", "1985/3/1"],
-        ["D01", "C002", "刘洋", "女士", "139 0013 9000", "1990年5月6日"],
-        ["D02", "K777", "张伟", "先生", "+86 138-0013-8000", ""],
-    ], encoding="gbk")
+    write_csv(
+        tmp_path / "customers.csv",
+        ["经销商代码", "客户编号", "客户姓名", "称谓", "手机号", "生日"],
+        [
+            ["D01", "C001", "张伟", "先生", "13800138000", "1985/3/1"],
+            ["D01", "C002", "刘洋", "女士", "139 0013 9000", "1990年5月6日"],
+            ["D02", "K777", "张伟", "先生", "+86 138-0013-8000", ""],
+        ],
+        encoding="gbk",
+    )
     run(engine, "customers", tmp_path / "customers.csv")
     return engine
 
@@ -88,13 +107,18 @@ def test_gbk_customers_good_rows_in_bad_rows_quarantined_and_reimport_unchanged(
 ) -> None:
     write_csv(tmp_path / "dealers.csv", ["经销商代码", "经销商名称"], [["D01", "杭州店"]])
     run(engine, "dealers", tmp_path / "dealers.csv")
-    source = write_csv(tmp_path / "客户资料.csv", ["经销商代码", "客户编号", "客户姓名", "手机号"], [
-        ["D01", "C1", "张伟", "13800138000"],
-        ["D01", "C2", "王芳", "1380013800"],
-        ["D01", "C3", "李娜", "13900139000"],
-        ["D09", "C4", "周杰", "13700137000"],
-        ["D01", "", "无名", ""],
-    ], encoding="gbk")
+    source = write_csv(
+        tmp_path / "客户资料.csv",
+        ["经销商代码", "客户编号", "客户姓名", "手机号"],
+        [
+            ["D01", "C1", "张伟", "13800138000"],
+            ["D01", "C2", "王芳", "1380013800"],
+            ["D01", "C3", "李娜", "13900139000"],
+            ["D09", "C4", "周杰", "13700137000"],
+            ["D01", "", "无名", ""],
+        ],
+        encoding="gbk",
+    )
 
     first = run(engine, "customers", source)
     assert first.encoding in {"gb18030", "gbk"}
@@ -119,8 +143,11 @@ def test_same_mobile_at_two_dealers_is_one_customer_with_a_merge_log(group: Engi
     zhang = next(c for c in customers if c.mobile == "+8613800138000")
     identities = rows_of(group, m.CustomerIdentity)
     assert sorted((i.customer_no, i.customer_id) for i in identities) == sorted(
-        [("C001", zhang.id), ("C002", next(c.id for c in customers if c.id != zhang.id)),
-         ("K777", zhang.id)]
+        [
+            ("C001", zhang.id),
+            ("C002", next(c.id for c in customers if c.id != zhang.id)),
+            ("K777", zhang.id),
+        ]
     )
     log = rows_of(group, m.MergeLog)
     assert [(e.customer_id, e.customer_no) for e in log] == [(zhang.id, "K777")]
@@ -132,9 +159,13 @@ def test_same_mobile_at_two_dealers_is_one_customer_with_a_merge_log(group: Engi
 
 
 def test_merge_across_files_counts_merged_once(group: Engine, tmp_path: Path) -> None:
-    later = write_csv(tmp_path / "d02.csv", ["经销商代码", "客户编号", "手机号", "邮箱"], [
-        ["D02", "K900", "13900139000", "liu@example.com"],
-    ])
+    later = write_csv(
+        tmp_path / "d02.csv",
+        ["经销商代码", "客户编号", "手机号", "邮箱"],
+        [
+            ["D02", "K900", "13900139000", "liu@example.com"],
+        ],
+    )
     first = run(group, "customers", later)
     assert counts(first) == (1, 0, 0, 0, 0, 1)
     liu = next(c for c in rows_of(group, m.Customer) if c.mobile == "+8613900139000")
@@ -145,23 +176,59 @@ def test_merge_across_files_counts_merged_once(group: Engine, tmp_path: Path) ->
 
 
 def test_changed_value_counts_as_updated(group: Engine, tmp_path: Path) -> None:
-    changed = write_csv(tmp_path / "c.csv", ["经销商代码", "客户编号", "手机号", "城市"], [
-        ["D01", "C001", "13800138000", "上海"],
-    ])
+    changed = write_csv(
+        tmp_path / "c.csv",
+        ["经销商代码", "客户编号", "手机号", "城市"],
+        [
+            ["D01", "C001", "13800138000", "上海"],
+        ],
+    )
     summary = run(group, "customers", changed)
     assert counts(summary) == (1, 0, 1, 0, 0, 0)
 
 
 def test_vehicles_service_orders_and_money_exact(group: Engine, tmp_path: Path) -> None:
-    vehicles = write_csv(tmp_path / "vehicles.csv", [
-        "车架号", "经销商代码", "车主手机", "车系", "车型", "购车日期", "购车价格", "当前里程", "里程日期",
-    ], [
-        [GOOD_VIN.lower(), "D01", "13800138000", "岳风", "岳风 1.5T 豪华版", "2021-06-18",
-         "159,800.50", "45,210", "2026-10-01"],
-        [WRONG_CHECK_VIN, "D01", "13900139000", "岳山", "岳山 2.0T", "2019/1/2", "210000", "", ""],
-        ["LHGCM82633A00435", "D01", "13900139000", "岳山", "", "", "", "", ""],
-        [GOOD_VIN_2, "D01", "13500000000", "岳山", "", "", "", "", ""],
-    ], encoding="utf-8-sig")
+    vehicles = write_csv(
+        tmp_path / "vehicles.csv",
+        [
+            "车架号",
+            "经销商代码",
+            "车主手机",
+            "车系",
+            "车型",
+            "购车日期",
+            "购车价格",
+            "当前里程",
+            "里程日期",
+        ],
+        [
+            [
+                GOOD_VIN.lower(),
+                "D01",
+                "13800138000",
+                "岳风",
+                "岳风 1.5T 豪华版",
+                "2021-06-18",
+                "159,800.50",
+                "45,210",
+                "2026-10-01",
+            ],
+            [
+                WRONG_CHECK_VIN,
+                "D01",
+                "13900139000",
+                "岳山",
+                "岳山 2.0T",
+                "2019/1/2",
+                "210000",
+                "",
+                "",
+            ],
+            ["LHGCM82633A00435", "D01", "13900139000", "岳山", "", "", "", "", ""],
+            [GOOD_VIN_2, "D01", "13500000000", "岳山", "", "", "", "", ""],
+        ],
+        encoding="utf-8-sig",
+    )
     summary = run(group, "vehicles", vehicles)
     assert counts(summary) == (4, 2, 0, 0, 2, 0)
     assert summary.warnings == {"车架号校验位错误 (已导入并标记)": 1}
@@ -172,14 +239,26 @@ def test_vehicles_service_orders_and_money_exact(group: Engine, tmp_path: Path) 
     readings = rows_of(group, m.MileageReading)
     assert [(r.odometer_km, str(r.read_on)) for r in readings] == [(45210, "2026-10-01")]
 
-    orders = write_csv(tmp_path / "orders.csv", [
-        "工单号", "经销商代码", "车架号", "结算日期", "工单类型", "金额", "里程", "服务顾问工号",
-    ], [
-        ["RO-1", "D01", GOOD_VIN, "2024-03-01", "保养", "￥1,234.56", "10000", "S01"],
-        ["RO-2", "D01", GOOD_VIN, "45352", "维修", "99.9", "12,000", "S99"],
-        ["RO-3", "D01", "LGBH52E05JY000001", "2024-03-01", "保养", "500", "", ""],
-        ["RO-4", "D01", GOOD_VIN, "2024-02-30", "洗车", "-5", "", ""],
-    ], encoding="gbk")
+    orders = write_csv(
+        tmp_path / "orders.csv",
+        [
+            "工单号",
+            "经销商代码",
+            "车架号",
+            "结算日期",
+            "工单类型",
+            "金额",
+            "里程",
+            "服务顾问工号",
+        ],
+        [
+            ["RO-1", "D01", GOOD_VIN, "2024-03-01", "保养", "￥1,234.56", "10000", "S01"],
+            ["RO-2", "D01", GOOD_VIN, "45352", "维修", "99.9", "12,000", "S99"],
+            ["RO-3", "D01", "LGBH52E05JY000001", "2024-03-01", "保养", "500", "", ""],
+            ["RO-4", "D01", GOOD_VIN, "2024-02-30", "洗车", "-5", "", ""],
+        ],
+        encoding="gbk",
+    )
     result = run(group, "service-orders", orders)
     assert counts(result) == (4, 2, 0, 0, 2, 0)
     assert result.warnings == {"员工工号不存在 (已留空)": 1}
@@ -194,39 +273,92 @@ def test_vehicles_service_orders_and_money_exact(group: Engine, tmp_path: Path) 
 
 
 def test_leads_complaints_consents_events_wecom(group: Engine, tmp_path: Path) -> None:
-    leads = write_xlsx(tmp_path / "leads.xlsx", [
-        "线索编号", "经销商代码", "客户姓名", "手机号", "意向车型", "最远阶段", "线索状态", "战败原因",
-        "创建日期", "战败日期",
-    ], [
-        ["L1", "D01", "孙丽", 13600136000, "岳风", "试驾", "战败", "价格", "2025-01-02", "2025-02-01"],
-        ["L2", "D01", "张伟", "13800138000", "岳山", "报价", "跟进中", None, "2025-03-01", None],
-        ["L3", "D01", "坏", "13600136001", "岳山", "签约", None, None, "2025-03-01", None],
-    ])
+    leads = write_xlsx(
+        tmp_path / "leads.xlsx",
+        [
+            "线索编号",
+            "经销商代码",
+            "客户姓名",
+            "手机号",
+            "意向车型",
+            "最远阶段",
+            "线索状态",
+            "战败原因",
+            "创建日期",
+            "战败日期",
+        ],
+        [
+            [
+                "L1",
+                "D01",
+                "孙丽",
+                13600136000,
+                "岳风",
+                "试驾",
+                "战败",
+                "价格",
+                "2025-01-02",
+                "2025-02-01",
+            ],
+            [
+                "L2",
+                "D01",
+                "张伟",
+                "13800138000",
+                "岳山",
+                "报价",
+                "跟进中",
+                None,
+                "2025-03-01",
+                None,
+            ],
+            ["L3", "D01", "坏", "13600136001", "岳山", "签约", None, None, "2025-03-01", None],
+        ],
+    )
     s = run(group, "leads", leads)
     assert counts(s) == (3, 2, 0, 0, 1, 0)
     stored = {lead.lead_no: lead for lead in rows_of(group, m.Lead)}
     assert stored["L1"].lost_reason == "price" and stored["L1"].stage == "test_drive"
     assert stored["L1"].customer_id is None and stored["L2"].customer_id is not None
 
-    complaints = write_csv(tmp_path / "complaints.csv", [
-        "投诉编号", "经销商代码", "手机号", "投诉时间", "严重程度", "满意度", "处理状态", "负责人工号",
-    ], [
-        ["T1", "D01", "13800138000", "2025-05-01 09:30", "严重", "3", "处理中", "S02"],
-        ["T2", "D01", "13700000000", "2025-05-01 09:30", "轻微", "8", "", ""],
-    ])
+    complaints = write_csv(
+        tmp_path / "complaints.csv",
+        [
+            "投诉编号",
+            "经销商代码",
+            "手机号",
+            "投诉时间",
+            "严重程度",
+            "满意度",
+            "处理状态",
+            "负责人工号",
+        ],
+        [
+            ["T1", "D01", "13800138000", "2025-05-01 09:30", "严重", "3", "处理中", "S02"],
+            ["T2", "D01", "13700000000", "2025-05-01 09:30", "轻微", "8", "", ""],
+        ],
+    )
     s = run(group, "complaints", complaints)
     assert counts(s) == (2, 1, 0, 0, 1, 0)
     (t1,) = rows_of(group, m.Complaint)
     assert t1.severity == "severe" and t1.status == "in_progress"
     assert t1.opened_at.replace(tzinfo=None).isoformat() == "2025-05-01T01:30:00"  # UTC
 
-    consents = write_csv(tmp_path / "consents.csv", [
-        "手机号", "渠道", "是否同意", "授权方式", "授权时间",
-    ], [
-        ["13800138000", "短信", "是", "购车书面授权", "2021-06-18 10:00"],
-        ["13800138000", "企业微信", "否", "", ""],
-        ["13800138000", "传真", "是", "", ""],
-    ])
+    consents = write_csv(
+        tmp_path / "consents.csv",
+        [
+            "手机号",
+            "渠道",
+            "是否同意",
+            "授权方式",
+            "授权时间",
+        ],
+        [
+            ["13800138000", "短信", "是", "购车书面授权", "2021-06-18 10:00"],
+            ["13800138000", "企业微信", "否", "", ""],
+            ["13800138000", "传真", "是", "", ""],
+        ],
+    )
     s = run(group, "consents", consents)
     assert counts(s) == (3, 2, 0, 0, 1, 0)
     audit = rows_of(group, m.AuditEntry)
@@ -234,22 +366,40 @@ def test_leads_complaints_consents_events_wecom(group: Engine, tmp_path: Path) -
     assert counts(run(group, "consents", consents)) == (3, 0, 0, 2, 1, 0)
     assert len(rows_of(group, m.AuditEntry)) == 2
 
-    events = write_jsonl(tmp_path / "events.jsonl", [
-        {"event_id": "e1", "mobile": "13800138000", "occurred_at": "2025-06-01T10:00:00+08:00",
-         "event_type": "model_view", "source": "app", "target": "岳山", "properties": {"secs": 31}},
-        "{not json",
-        {"event_id": "e3", "mobile": "13100000000", "occurred_at": "2025-06-01 10:00",
-         "event_type": "page_view"},
-    ])
+    events = write_jsonl(
+        tmp_path / "events.jsonl",
+        [
+            {
+                "event_id": "e1",
+                "mobile": "13800138000",
+                "occurred_at": "2025-06-01T10:00:00+08:00",
+                "event_type": "model_view",
+                "source": "app",
+                "target": "岳山",
+                "properties": {"secs": 31},
+            },
+            "{not json",
+            {
+                "event_id": "e3",
+                "mobile": "13100000000",
+                "occurred_at": "2025-06-01 10:00",
+                "event_type": "page_view",
+            },
+        ],
+    )
     s = run(group, "events", events)
     assert counts(s) == (3, 1, 0, 0, 2, 0)
     (event,) = rows_of(group, m.BehaviourEvent)
     assert json.loads(event.properties) == {"secs": 31}
 
-    wecom = write_csv(tmp_path / "wecom.csv", ["员工编号", "外部联系人ID", "手机号", "渠道码", "添加时间"], [
-        ["S01", "wmABC", "13800138000", "delivery_qr", "2021-06-20 12:00"],
-        ["S99", "wmDEF", "13800138000", "service_qr", "2021-06-20 12:00"],
-    ])
+    wecom = write_csv(
+        tmp_path / "wecom.csv",
+        ["员工编号", "外部联系人ID", "手机号", "渠道码", "添加时间"],
+        [
+            ["S01", "wmABC", "13800138000", "delivery_qr", "2021-06-20 12:00"],
+            ["S99", "wmDEF", "13800138000", "service_qr", "2021-06-20 12:00"],
+        ],
+    )
     s = run(group, "wecom-relations", wecom)
     assert counts(s) == (2, 1, 0, 0, 1, 0)
 
@@ -261,7 +411,9 @@ def test_custom_mapping_and_ignored_columns(engine: Engine, tmp_path: Path) -> N
     mapping_file = tmp_path / "map.yaml"
     mapping_file.write_text("columns:\n  店号: dealer_code\n  店名全称: name\n", encoding="utf-8")
     mapping = load_mapping(mapping_file, KINDS["dealers"])
-    source = write_csv(tmp_path / "stores.csv", ["店号", "店名全称", "备注"], [["D7", "温州店", "x"]])
+    source = write_csv(
+        tmp_path / "stores.csv", ["店号", "店名全称", "备注"], [["D7", "温州店", "x"]]
+    )
     summary = run(engine, "dealers", source, mapping=mapping)
     assert counts(summary) == (1, 1, 0, 0, 0, 0)
     assert summary.ignored_columns == ["备注"]

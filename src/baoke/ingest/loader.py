@@ -100,9 +100,7 @@ def _split_unresolved(
     return frame.filter(~bad)
 
 
-def resolve_dealer(
-    ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome
-) -> pl.DataFrame:
+def resolve_dealer(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> pl.DataFrame:
     """Add ``dealer_id``; a dealer code that does not exist rejects the row."""
     if "dealer_code" not in frame.columns:
         return frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("dealer_id"))
@@ -137,8 +135,11 @@ def resolve_staff(
     unknown = pl.col(column).is_not_null() & pl.col(target).is_null()
     if reject:
         return _split_unresolved(
-            joined, pl.col(column).is_not_null(), target,
-            pl.format("员工工号不存在: {}", pl.col(column)), out,
+            joined,
+            pl.col(column).is_not_null(),
+            target,
+            pl.format("员工工号不存在: {}", pl.col(column)),
+            out,
         )
     missing = joined.filter(unknown).height
     if missing:
@@ -166,12 +167,16 @@ def resolve_customer(
     )
     frame = frame.filter(named)
     who = pl.coalesce(
-        pl.concat_str([pl.lit("手机号 "), pl.col("mobile")]) if "mobile" in frame.columns
+        pl.concat_str([pl.lit("手机号 "), pl.col("mobile")])
+        if "mobile" in frame.columns
         else pl.lit(None, dtype=pl.String),
         pl.concat_str([pl.lit("客户编号 "), pl.col("customer_no")])
-        if "customer_no" in frame.columns else pl.lit(None, dtype=pl.String),
+        if "customer_no" in frame.columns
+        else pl.lit(None, dtype=pl.String),
     )
-    return _split_unresolved(frame, pl.lit(True), "customer_id", pl.format("客户不存在: {}", who), out)
+    return _split_unresolved(
+        frame, pl.lit(True), "customer_id", pl.format("客户不存在: {}", who), out
+    )
 
 
 def _has(frame: pl.DataFrame, column: str) -> pl.Expr:
@@ -209,12 +214,14 @@ def upsert(
     out: BatchOutcome,
     *,
     keep_existing_when_null: bool = False,
+    want_ids: bool = False,
 ) -> pl.DataFrame:
     """Insert new rows, update changed ones, count unchanged ones; key = natural key columns.
 
     Several rows with the same key in one batch: the last one wins and the earlier ones count as
     unchanged (identical) or updated (different), because the store ends up as the file says.
-    Returns the written rows with their ``id`` (for dependent tables such as audit entries).
+    Returns the written rows; with ``want_ids`` new rows carry their ``id`` too (for
+    dependent tables such as audit entries).
     """
     written = [c for c in columns if c not in key]
     frame = frame.with_columns(
@@ -246,8 +253,8 @@ def upsert(
 
     bulk_insert(ctx.conn, table, new_rows.select([*key, *written]))
     bulk_update(ctx.conn, table, changed.select(["id", *written]))
-    if not new_rows.height:
-        return changed
+    if not (want_ids and new_rows.height):
+        return pl.concat([changed, new_rows], how="diagonal_relaxed")
     inserted_ids = fetch_by_keys(ctx.conn, table, key, new_rows, ["id"])
     new_rows = new_rows.drop("id").join(inserted_ids, on=key, how="left", nulls_equal=True)
     return pl.concat([changed, new_rows], how="diagonal_relaxed")
@@ -259,8 +266,14 @@ def upsert(
 def load_dealers(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> None:
     """Dealers: upsert on code."""
     frame = frame.rename({"dealer_code": "code"})
-    upsert(ctx, _t(m.Dealer), frame, ["code"],
-           ["name", "brand", "city", "region", "address", "phone"], out)
+    upsert(
+        ctx,
+        _t(m.Dealer),
+        frame,
+        ["code"],
+        ["name", "brand", "city", "region", "address", "phone"],
+        out,
+    )
     ctx.forget_small_tables()
 
 
@@ -268,15 +281,29 @@ def load_staff(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> No
     """Staff: upsert on staff number; the dealer must exist."""
     frame = resolve_dealer(ctx, frame, out)
     frame = frame.with_columns(pl.col("status").fill_null("active"))
-    upsert(ctx, _t(m.Staff), frame, ["staff_no"],
-           ["dealer_id", "name", "role", "mobile", "email", "wecom_userid", "status",
-            "departed_on"], out)
+    upsert(
+        ctx,
+        _t(m.Staff),
+        frame,
+        ["staff_no"],
+        ["dealer_id", "name", "role", "mobile", "email", "wecom_userid", "status", "departed_on"],
+        out,
+    )
     ctx.forget_small_tables()
 
 
 CUSTOMER_FIELDS = [
-    "name", "title", "gender", "email", "city", "region", "birthday", "family",
-    "contact_from", "contact_to", "tags",
+    "name",
+    "title",
+    "gender",
+    "email",
+    "city",
+    "region",
+    "birthday",
+    "family",
+    "contact_from",
+    "contact_to",
+    "tags",
 ]
 
 
@@ -293,17 +320,26 @@ def load_customers(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -
     out.reject(frame.filter(no_id), pl.lit("缺少客户标识: 需要手机号或客户编号"))
     frame = _attach_customer_id(ctx, frame.filter(~no_id))
 
-    # A person key per row: the stored customer, else the mobile, else the dealer number.
+    # A person key per row: the stored customer, else the mobile (a row without one borrows
+    # it from another row of the same dealer customer number), else the dealer number.
+    known_mobile = (
+        frame.filter(pl.col("mobile").is_not_null() & pl.col("customer_no").is_not_null())
+        .group_by("dealer_id", "customer_no")
+        .agg(pl.col("mobile").sort_by("row_no").last().alias("_number_mobile"))
+    )
+    frame = frame.join(known_mobile, on=["dealer_id", "customer_no"], how="left")
     frame = frame.with_columns(
         pl.coalesce(
             pl.format("c:{}", pl.col("customer_id")),
-            pl.format("m:{}", pl.col("mobile")),
+            pl.format("m:{}", pl.coalesce("mobile", "_number_mobile")),
             pl.format("i:{}:{}", pl.col("dealer_id"), pl.col("customer_no")),
         ).alias("_person")
-    )
+    ).drop("_number_mobile")
     persons = _customer_values(frame)
     fresh = persons.filter(pl.col("customer_id").is_null())
-    fresh = fresh.with_columns(allocate_ids(ctx.conn, _t(m.Customer), fresh.height).alias("customer_id"))
+    fresh = fresh.with_columns(
+        allocate_ids(ctx.conn, _t(m.Customer), fresh.height).alias("customer_id")
+    )
     persons = pl.concat([persons.filter(pl.col("customer_id").is_not_null()), fresh])
     frame = frame.drop("customer_id").join(
         persons.select("_person", "customer_id"), on="_person", how="left"
@@ -336,17 +372,29 @@ def _write_customers(ctx: ImportContext, persons: pl.DataFrame, fresh: pl.DataFr
     """Insert new persons, update stored ones whose values changed; returns the changed ids."""
     table = _t(m.Customer)
     cols = [*CUSTOMER_FIELDS, "mobile", "home_dealer_id"]
-    bulk_insert(ctx.conn, table, fresh.select(
-        pl.col("customer_id").alias("id"), *cols, pl.lit("valid").alias("mobile_status")))
+    bulk_insert(
+        ctx.conn,
+        table,
+        fresh.select(
+            pl.col("customer_id").alias("id"), *cols, pl.lit("valid").alias("mobile_status")
+        ),
+    )
     stored = persons.join(fresh.select("customer_id"), on="customer_id", how="anti")
     stored = stored.rename({"customer_id": "id"})
     existing = fetch_by_keys(ctx.conn, table, ["id"], stored, cols)
     both = stored.join(existing.rename({c: f"{c}{OLD}" for c in cols}), on="id", how="left")
     both = both.with_columns(
-        [pl.coalesce(pl.col(c), pl.col(f"{c}{OLD}")).alias(c) for c in cols if c != "home_dealer_id"]
+        [
+            pl.coalesce(pl.col(c), pl.col(f"{c}{OLD}")).alias(c)
+            for c in cols
+            if c != "home_dealer_id"
+        ]
         # The home dealer is where the person was first known; a later dealer never moves it.
-        + [pl.coalesce(pl.col(f"home_dealer_id{OLD}"), pl.col("home_dealer_id"))
-           .alias("home_dealer_id")]
+        + [
+            pl.coalesce(pl.col(f"home_dealer_id{OLD}"), pl.col("home_dealer_id")).alias(
+                "home_dealer_id"
+            )
+        ]
     )
     changed = both.filter(changed_mask(both, OLD, cols))
     bulk_update(ctx.conn, table, changed.select(["id", *cols]))
@@ -354,48 +402,67 @@ def _write_customers(ctx: ImportContext, persons: pl.DataFrame, fresh: pl.DataFr
 
 
 def _link_identities(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> pl.DataFrame:
-    """Record dealer customer numbers; returns the ``row_no`` of rows that were merges."""
+    """Record dealer customer numbers; returns the ``row_no`` of rows that were merges.
+
+    Decisions are per dealer customer number: it belongs to the person of its *last* row in
+    the batch (so re-importing the same file never moves it again), and it is a merge when
+    that person already had another number (stored, or first seen earlier in this batch).
+    """
     table = _t(m.CustomerIdentity)
-    stored = fetch_by_keys(
-        ctx.conn, table, ["dealer_id", "customer_no"], frame, ["id", "customer_id"]
-    ).rename({"customer_id": "_linked_to", "id": "_identity_id"})
-    had = fetch_by_keys(ctx.conn, table, ["customer_id"], frame, ["customer_id"])
-    rows = frame.join(stored, on=["dealer_id", "customer_no"], how="left", nulls_equal=False)
-    with_no = pl.col("customer_no").is_not_null() & pl.col("dealer_id").is_not_null()
-    rows = rows.with_columns(
-        pl.when(with_no).then(pl.col("row_no")).min().over("customer_id").alias("_first_ident")
+    ident = ["dealer_id", "customer_no"]
+    rows = frame.filter(pl.col("customer_no").is_not_null() & pl.col("dealer_id").is_not_null())
+    numbers = (
+        rows.sort("row_no")
+        .group_by(ident, maintain_order=True)
+        .agg(
+            pl.col("customer_id").last(),
+            pl.col("row_no").min().alias("_first_row"),
+            pl.col("mobile").drop_nulls().last(),
+        )
     )
-    new_links = rows.filter(with_no & pl.col("_identity_id").is_null()).unique(
-        ["dealer_id", "customer_no"], keep="first", maintain_order=True
+    stored = fetch_by_keys(ctx.conn, table, ident, numbers, ["id", "customer_id"]).rename(
+        {"customer_id": "_linked_to", "id": "_identity_id"}
     )
+    had = fetch_by_keys(ctx.conn, table, ["customer_id"], numbers, ["customer_id"])
+    numbers = numbers.join(stored, on=ident, how="left").with_columns(
+        pl.col("_first_row").min().over("customer_id").alias("_person_first")
+    )
+    new_links = numbers.filter(pl.col("_identity_id").is_null())
     merged = new_links.filter(
         pl.col("customer_id").is_in(had["customer_id"].implode())
-        | (pl.col("row_no") > pl.col("_first_ident"))
+        | (pl.col("_first_row") > pl.col("_person_first"))
     )
     # A stored number now arriving with another person's mobile: the mobile decides.
-    relinked = rows.filter(
+    relinked = numbers.filter(
         pl.col("_identity_id").is_not_null() & (pl.col("_linked_to") != pl.col("customer_id"))
-    ).unique(["dealer_id", "customer_no"], keep="last")
+    )
     out.merged += merged.height
 
-    bulk_insert(ctx.conn, table, new_links.select("dealer_id", "customer_no", "customer_id"))
+    bulk_insert(ctx.conn, table, new_links.select(*ident, "customer_id"))
     bulk_update(ctx.conn, table, relinked.select(pl.col("_identity_id").alias("id"), "customer_id"))
-    log = pl.concat([
-        merged.select(
-            "customer_id", "dealer_id", "customer_no",
-            pl.when(pl.col("mobile").is_not_null())
-            .then(pl.format("同一手机号 {}", pl.col("mobile")))
-            .otherwise(pl.lit("同一客户")).alias("reason"),
-        ),
-        relinked.select(
-            "customer_id", "dealer_id", "customer_no",
-            pl.format("客户编号改绑: 原客户 {} (手机号变更)", pl.col("_linked_to")).alias("reason"),
-        ),
-    ])
+    log = pl.concat(
+        [
+            merged.select(
+                "customer_id",
+                *ident,
+                pl.when(pl.col("mobile").is_not_null())
+                .then(pl.format("同一手机号 {}", pl.col("mobile")))
+                .otherwise(pl.lit("同一客户"))
+                .alias("reason"),
+            ),
+            relinked.select(
+                "customer_id",
+                *ident,
+                pl.format("客户编号改绑: 原客户 {} (手机号变更)", pl.col("_linked_to")).alias(
+                    "reason"
+                ),
+            ),
+        ]
+    )
     ctx.merge_rows.extend(
         log.with_columns(pl.lit(ctx.import_run_id).alias("import_run_id")).to_dicts()
     )
-    return merged.select("row_no")
+    return merged.select(pl.col("_first_row").alias("row_no"))
 
 
 def load_vehicles(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> None:
@@ -407,10 +474,26 @@ def load_vehicles(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) ->
         out.warnings["车架号校验位错误 (已导入并标记)"] += bad_check
     frame = frame.rename({"price": "price_fen"})
     written = upsert(
-        ctx, _t(m.Vehicle), frame, ["vin"],
-        ["vin_check_ok", "customer_id", "dealer_id", "brand", "series", "model", "model_year",
-         "plate_no", "purchase_date", "delivery_date", "price_fen", "insurance_expiry",
-         "warranty_end"], out,
+        ctx,
+        _t(m.Vehicle),
+        frame,
+        ["vin"],
+        [
+            "vin_check_ok",
+            "customer_id",
+            "dealer_id",
+            "brand",
+            "series",
+            "model",
+            "model_year",
+            "plate_no",
+            "purchase_date",
+            "delivery_date",
+            "price_fen",
+            "insurance_expiry",
+            "warranty_end",
+        ],
+        out,
     )
     del written
     readings = frame.filter(pl.col("mileage").is_not_null() & pl.col("mileage_date").is_not_null())
@@ -423,8 +506,13 @@ def load_vehicles(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) ->
             pl.lit("import").alias("source"),
             "row_no",
         )
-        _upsert_quietly(ctx, _t(m.MileageReading), readings,
-                        ["vehicle_id", "read_on", "source"], ["odometer_km"])
+        _upsert_quietly(
+            ctx,
+            _t(m.MileageReading),
+            readings,
+            ["vehicle_id", "read_on", "source"],
+            ["odometer_km"],
+        )
 
 
 def _upsert_quietly(
@@ -440,11 +528,18 @@ def _resolve_optional_owner(
     named = _has(frame, "mobile") | (_has(frame, "customer_no") & _has(frame, "dealer_id"))
     frame = _attach_customer_id(ctx, frame)
     return _split_unresolved(
-        frame, named, "customer_id",
-        pl.format("车主不存在: {}", pl.coalesce(
-            pl.col("mobile") if "mobile" in frame.columns else pl.lit(None, dtype=pl.String),
-            pl.col("customer_no") if "customer_no" in frame.columns
-            else pl.lit(None, dtype=pl.String))),
+        frame,
+        named,
+        "customer_id",
+        pl.format(
+            "车主不存在: {}",
+            pl.coalesce(
+                pl.col("mobile") if "mobile" in frame.columns else pl.lit(None, dtype=pl.String),
+                pl.col("customer_no")
+                if "customer_no" in frame.columns
+                else pl.lit(None, dtype=pl.String),
+            ),
+        ),
         out,
     )
 
@@ -460,9 +555,21 @@ def load_service_orders(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutco
     frame = resolve_staff(ctx, frame, out, "advisor_no", "advisor_id", reject=False)
     frame = frame.rename({"amount": "amount_fen", "mileage": "mileage_km"})
     upsert(
-        ctx, _t(m.ServiceOrder), frame, ["order_no"],
-        ["dealer_id", "vehicle_id", "customer_id", "advisor_id", "order_type", "settled_on",
-         "amount_fen", "mileage_km"], out,
+        ctx,
+        _t(m.ServiceOrder),
+        frame,
+        ["order_no"],
+        [
+            "dealer_id",
+            "vehicle_id",
+            "customer_id",
+            "advisor_id",
+            "order_type",
+            "settled_on",
+            "amount_fen",
+            "mileage_km",
+        ],
+        out,
     )
 
 
@@ -474,13 +581,28 @@ def load_leads(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> No
         pl.coalesce(
             pl.col("status"),
             pl.when(pl.col("lost_reason").is_not_null() | pl.col("lost_on").is_not_null())
-            .then(pl.lit("lost")).otherwise(pl.lit("open")),
+            .then(pl.lit("lost"))
+            .otherwise(pl.lit("open")),
         ).alias("status")
     )
     upsert(
-        ctx, _t(m.Lead), frame, ["lead_no"],
-        ["dealer_id", "customer_id", "name", "mobile", "model_of_interest", "stage", "status",
-         "lost_reason", "created_on", "lost_on"], out,
+        ctx,
+        _t(m.Lead),
+        frame,
+        ["lead_no"],
+        [
+            "dealer_id",
+            "customer_id",
+            "name",
+            "mobile",
+            "model_of_interest",
+            "stage",
+            "status",
+            "lost_reason",
+            "created_on",
+            "lost_on",
+        ],
+        out,
     )
 
 
@@ -492,14 +614,29 @@ def load_complaints(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) 
     frame = frame.with_columns(
         pl.coalesce(
             pl.col("status"),
-            pl.when(pl.col("resolved_at").is_not_null()).then(pl.lit("resolved"))
+            pl.when(pl.col("resolved_at").is_not_null())
+            .then(pl.lit("resolved"))
             .otherwise(pl.lit("open")),
         ).alias("status")
     )
     upsert(
-        ctx, _t(m.Complaint), frame, ["complaint_no"],
-        ["customer_id", "dealer_id", "owner_staff_id", "opened_at", "severity", "satisfaction",
-         "status", "category", "description", "resolved_at"], out,
+        ctx,
+        _t(m.Complaint),
+        frame,
+        ["complaint_no"],
+        [
+            "customer_id",
+            "dealer_id",
+            "owner_staff_id",
+            "opened_at",
+            "severity",
+            "satisfaction",
+            "status",
+            "category",
+            "description",
+            "resolved_at",
+        ],
+        out,
     )
 
 
@@ -510,8 +647,13 @@ def load_consents(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) ->
     frame = frame.with_columns(pl.col("purpose").fill_null("marketing"))
     before = out.inserted + out.updated
     written = upsert(
-        ctx, _t(m.Consent), frame, ["customer_id", "channel", "purpose"],
-        ["granted", "basis", "granted_at", "withdrawn_at", "source"], out,
+        ctx,
+        _t(m.Consent),
+        frame,
+        ["customer_id", "channel", "purpose"],
+        ["granted", "basis", "granted_at", "withdrawn_at", "source"],
+        out,
+        want_ids=True,
     )
     if out.inserted + out.updated > before and written.height:
         audit = written.select(
@@ -519,9 +661,9 @@ def load_consents(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) ->
             pl.lit("consent.imported").alias("action"),
             pl.lit("consent").alias("entity"),
             pl.col("customer_id").cast(pl.String).alias("entity_id"),
-            pl.struct("channel", "purpose", "granted", "basis").map_elements(
-                lambda s: json.dumps(s, ensure_ascii=False), return_dtype=pl.String
-            ).alias("detail"),
+            pl.struct("channel", "purpose", "granted", "basis")
+            .map_elements(lambda s: json.dumps(s, ensure_ascii=False), return_dtype=pl.String)
+            .alias("detail"),
         )
         bulk_insert(ctx.conn, _t(m.AuditEntry), audit)
 
@@ -531,8 +673,12 @@ def load_events(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> N
     frame = resolve_dealer(ctx, frame, out)
     frame = resolve_customer(ctx, frame, out, required=True)
     upsert(
-        ctx, _t(m.BehaviourEvent), frame, ["event_key"],
-        ["customer_id", "occurred_at", "event_type", "source", "target", "properties"], out,
+        ctx,
+        _t(m.BehaviourEvent),
+        frame,
+        ["event_key"],
+        ["customer_id", "occurred_at", "event_type", "source", "target", "properties"],
+        out,
     )
 
 
@@ -546,8 +692,12 @@ def load_wecom_relations(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutc
         frame, named, "customer_id", pl.lit("客户不存在 (企业微信好友关系)"), out
     )
     upsert(
-        ctx, _t(m.WecomRelation), frame, ["staff_id", "external_userid"],
-        ["customer_id", "state", "added_at", "deleted_at", "deleted_by"], out,
+        ctx,
+        _t(m.WecomRelation),
+        frame,
+        ["staff_id", "external_userid"],
+        ["customer_id", "state", "added_at", "deleted_at", "deleted_by"],
+        out,
     )
 
 

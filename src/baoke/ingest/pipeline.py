@@ -100,7 +100,10 @@ def import_file(
     columns = resolve_columns(spec, info.columns, mapping)
     _check_identification(spec, columns)
     summary = ImportSummary(
-        kind=kind, file=str(path), format=info.format, encoding=info.encoding,
+        kind=kind,
+        file=str(path),
+        format=info.format,
+        encoding=info.encoding,
         ignored_columns=list(columns.ignored),
     )
     started = dt.datetime.now(dt.UTC)
@@ -162,10 +165,12 @@ def _import_batch(
     good = typed.filter(errors.is_null())
     out = BatchOutcome()
     LOADERS[spec.name](ctx, good, out)
-    bad = pl.concat([
-        pl.DataFrame({"row_no": typed["row_no"], "reason": errors}).drop_nulls("reason"),
-        out.rejected,
-    ]).sort("row_no")
+    bad = pl.concat(
+        [
+            pl.DataFrame({"row_no": typed["row_no"], "reason": errors}).drop_nulls("reason"),
+            out.rejected,
+        ]
+    ).sort("row_no")
     if bad.height:
         rows = raw.join(bad, left_on="__line__", right_on="row_no", how="inner").sort("__line__")
         quarantine.write(rows, rows["reason"])
@@ -231,9 +236,18 @@ def _start_run(engine: Engine, summary: ImportSummary, sha: str, started: dt.dat
     with engine.begin() as conn:
         result = conn.execute(
             insert(_table(m.ImportRun)).values(
-                kind=summary.kind, file_name=summary.file, file_sha256=sha,
-                encoding=summary.encoding, status="running", started_at=started,
-                rows_read=0, inserted=0, updated=0, unchanged=0, quarantined=0, merged=0,
+                kind=summary.kind,
+                file_name=summary.file,
+                file_sha256=sha,
+                encoding=summary.encoding,
+                status="running",
+                started_at=started,
+                rows_read=0,
+                inserted=0,
+                updated=0,
+                unchanged=0,
+                quarantined=0,
+                merged=0,
                 chunks_done=0,
             )
         )
@@ -244,13 +258,23 @@ def _start_run(engine: Engine, summary: ImportSummary, sha: str, started: dt.dat
 
 def _finish_run(conn: Any, run_id: int, summary: ImportSummary, status: str) -> None:
     conn.execute(
-        update(_table(m.ImportRun)).where(_table(m.ImportRun).c.id == run_id).values(
-            status=status, finished_at=dt.datetime.now(dt.UTC), rows_read=summary.read,
-            inserted=summary.inserted, updated=summary.updated, unchanged=summary.unchanged,
-            quarantined=summary.quarantined, merged=summary.merged,
+        update(_table(m.ImportRun))
+        .where(_table(m.ImportRun).c.id == run_id)
+        .values(
+            status=status,
+            finished_at=dt.datetime.now(dt.UTC),
+            rows_read=summary.read,
+            inserted=summary.inserted,
+            updated=summary.updated,
+            unchanged=summary.unchanged,
+            quarantined=summary.quarantined,
+            merged=summary.merged,
             quarantine_file=summary.quarantine_file,
-            error=json.dumps({"reasons": summary.reasons, "warnings": summary.warnings},
-                             ensure_ascii=False) if summary.reasons or summary.warnings else None,
+            error=json.dumps(
+                {"reasons": summary.reasons, "warnings": summary.warnings}, ensure_ascii=False
+            )
+            if summary.reasons or summary.warnings
+            else None,
         )
     )
 
@@ -263,9 +287,9 @@ def _fail(engine: Engine, run_id: int, quarantine: QuarantineWriter, message: st
         path.unlink(missing_ok=True)
     with engine.begin() as conn:
         conn.execute(
-            update(_table(m.ImportRun)).where(_table(m.ImportRun).c.id == run_id).values(
-                status="failed", finished_at=dt.datetime.now(dt.UTC), error=message
-            )
+            update(_table(m.ImportRun))
+            .where(_table(m.ImportRun).c.id == run_id)
+            .values(status="failed", finished_at=dt.datetime.now(dt.UTC), error=message)
         )
 
 
@@ -283,7 +307,8 @@ def find_kind_files(directory: Path) -> list[tuple[str, Path]]:
     for kind in IMPORT_ORDER:
         stems = {kind, kind.replace("-", "_")}
         found += [
-            (kind, p) for p in sorted(directory.iterdir())
+            (kind, p)
+            for p in sorted(directory.iterdir())
             if p.is_file() and p.stem in stems and ".quarantine" not in p.name
         ]
     if not found:

@@ -39,8 +39,7 @@ import datetime as dt
 import json
 import math
 import re
-import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -199,9 +198,15 @@ def _clean_headers(raw: Sequence[Any]) -> list[str]:
     return out
 
 
-def _frame(columns: Sequence[str], data: Sequence[Sequence[str | None]],
-           lines: Sequence[int], errors: Sequence[str | None]) -> pl.DataFrame:
-    series = [pl.Series(name, col, dtype=pl.String) for name, col in zip(columns, data, strict=True)]
+def _frame(
+    columns: Sequence[str],
+    data: Sequence[Sequence[str | None]],
+    lines: Sequence[int],
+    errors: Sequence[str | None],
+) -> pl.DataFrame:
+    series = [
+        pl.Series(name, col, dtype=pl.String) for name, col in zip(columns, data, strict=True)
+    ]
     series.append(pl.Series(LINE_COL, lines, dtype=pl.Int64))
     series.append(pl.Series(ERROR_COL, errors, dtype=pl.String))
     return pl.DataFrame(series)
@@ -272,7 +277,11 @@ def _detect_delimiter(line: str, path: Path) -> str:
 
 
 class _LineSource:
-    """Decoded lines of a text file (without line terminators), with push-back and counters."""
+    """Decoded lines of a text file, with push-back and counters.
+
+    Lines are split on ``\\n`` only; a ``\\r`` of a CRLF line ending stays on the line (the
+    fast path strips it vectorised, the csv module handles it itself).
+    """
 
     def __init__(self, fh: BinaryIO, encoding: str) -> None:
         self._fh = fh
@@ -305,7 +314,7 @@ class _LineSource:
         if self._pos:
             del self._pending[: self._pos]
             self._pos = 0
-        self._pending.extend(p[:-1] if p.endswith("\r") else p for p in parts)
+        self._pending.extend(parts)
         return True
 
     def take(self, n: int) -> list[str]:
@@ -365,8 +374,9 @@ def _csv_layout(path: Path) -> _CsvLayout:
         columns = _clean_headers(raw)
         if not columns:
             raise InputError(f"file has no header row (first line is empty): {path}")
-        return _CsvLayout(encoding, delimiter, columns, max(len(raw), len(columns)),
-                          skipped + reader.line_num)
+        return _CsvLayout(
+            encoding, delimiter, columns, max(len(raw), len(columns)), skipped + reader.line_num
+        )
 
 
 def _csv_inspect(path: Path, size: int) -> SourceInfo:
@@ -376,7 +386,6 @@ def _csv_inspect(path: Path, size: int) -> SourceInfo:
 
 def _csv_batches(info: SourceInfo, batch_rows: int) -> Iterator[Batch]:
     layout = _csv_layout(info.path)
-    ncols = len(layout.columns)
     delim = layout.delimiter
     d = re.escape(delim)
     quoted_field = rf'(^|{d})"(?:[^"]|"")*"'
@@ -394,7 +403,7 @@ def _csv_batches(info: SourceInfo, batch_rows: int) -> Iterator[Batch]:
             lines = src.take(batch_rows)
             if not lines:
                 break
-            s = pl.Series("l", lines, dtype=pl.String)
+            s = pl.Series("l", lines, dtype=pl.String).str.strip_suffix("\r")
             dequoted = s.str.replace_all(quoted_field, "${1}")
             unclosed = dequoted.str.contains(open_quote)
             cut = len(lines)
@@ -402,8 +411,9 @@ def _csv_batches(info: SourceInfo, batch_rows: int) -> Iterator[Batch]:
                 cut = int(unclosed.arg_true()[0])
             parts: list[pl.DataFrame] = []
             if cut:
-                parts.append(_fast_block(s.head(cut), dequoted.head(cut), start_line, layout,
-                                         schema))
+                parts.append(
+                    _fast_block(s.head(cut), dequoted.head(cut), start_line, layout, schema)
+                )
             if cut < len(lines):
                 # a quoted field spans lines: let the csv module handle the rest of this batch
                 src.push_back(lines[cut:])
@@ -413,8 +423,13 @@ def _csv_batches(info: SourceInfo, batch_rows: int) -> Iterator[Batch]:
                 yield Batch(frame, min(src.bytes_read, info.size_bytes))
 
 
-def _fast_block(lines: pl.Series, dequoted: pl.Series, start_line: int, layout: _CsvLayout,
-                schema: dict[str, type[pl.String]]) -> pl.DataFrame:
+def _fast_block(
+    lines: pl.Series,
+    dequoted: pl.Series,
+    start_line: int,
+    layout: _CsvLayout,
+    schema: dict[str, type[pl.String]],
+) -> pl.DataFrame:
     """Parse complete single-line records with polars; count fields for the ragged check."""
     ncols = len(layout.columns)
     meta = pl.DataFrame(
@@ -426,7 +441,7 @@ def _fast_block(lines: pl.Series, dequoted: pl.Series, start_line: int, layout: 
     ).filter(pl.col("l").str.strip_chars().str.len_bytes() > 0)
     if meta.height == 0:
         return _empty_frame(layout.columns)
-    text = "\n".join(meta.get_column("l").to_list())
+    text: str = meta.get_column("l").str.join("\n").item()
     values = pl.read_csv(
         text.encode("utf-8"),
         has_header=False,
@@ -441,8 +456,9 @@ def _fast_block(lines: pl.Series, dequoted: pl.Series, start_line: int, layout: 
         raise_if_empty=False,
     )
     if values.height != meta.height:  # pragma: no cover - defensive: fall back to csv module
-        return _csv_module_block(meta.get_column("l").to_list(),
-                                 meta.get_column(LINE_COL).to_list(), layout)
+        return _csv_module_block(
+            meta.get_column("l").to_list(), meta.get_column(LINE_COL).to_list(), layout
+        )
     values = values.select(
         pl.when(pl.col(src).str.len_bytes() > 0).then(pl.col(src)).alias(dst)
         for src, dst in zip(values.columns[:ncols], layout.columns, strict=True)
@@ -471,8 +487,13 @@ def _csv_module_block(lines: list[str], line_nos: list[int], layout: _CsvLayout)
     return _frame(layout.columns, cols, line_nos, errors)
 
 
-def _append_record(fields: list[str], raw: str, cols: list[list[str | None]],
-                   errors: list[str | None], layout: _CsvLayout) -> None:
+def _append_record(
+    fields: list[str],
+    raw: str,
+    cols: list[list[str | None]],
+    errors: list[str | None],
+    layout: _CsvLayout,
+) -> None:
     ncols = len(layout.columns)
     for i in range(ncols):
         v = fields[i] if i < len(fields) else ""
@@ -549,38 +570,37 @@ def _cell_text(value: Any) -> str | None:
     return str(value)
 
 
-def _open_workbook(path: Path) -> Any:
+def _open_workbook(path: Path, fh: BinaryIO) -> Any:
     import openpyxl  # local import: only needed for xlsx
 
     try:
-        return openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except PermissionError:
-        raise InputError(f"permission denied: {path}") from None
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
-        raise InputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from None
+        # a file object, not the path: openpyxl refuses paths with unknown extensions
+        return openpyxl.load_workbook(fh, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises assorted errors on corrupt files
-        raise InputError(f"{path.name}: not a readable .xlsx workbook ({exc})") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path.name}: not a readable .xlsx workbook ({reason})") from None
 
 
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, tuple[Any, ...]]]:
+def _xlsx_rows(path: Path) -> Generator[tuple[int, tuple[Any, ...]], None, None]:
     """(row number, cell values) of the first non-empty sheet, starting at its first row."""
-    wb = _open_workbook(path)
-    try:
-        for ws in wb.worksheets:
-            rows = enumerate(ws.iter_rows(values_only=True), start=1)
-            try:
-                for rn, row in rows:
-                    if any(_cell_text(v) is not None for v in row):
-                        yield rn, row
-                        for item in rows:
-                            yield item
-                        return
-            except InputError:
-                raise
-            except Exception as exc:
-                raise InputError(f"{path.name}: corrupt worksheet '{ws.title}' ({exc})") from None
-    finally:
-        wb.close()
+    with _open_binary(path) as fh:
+        wb = _open_workbook(path, fh)
+        try:
+            for ws in wb.worksheets:
+                rows = enumerate(ws.iter_rows(values_only=True), start=1)
+                try:
+                    for rn, row in rows:
+                        if any(_cell_text(v) is not None for v in row):
+                            yield rn, row
+                            yield from rows
+                            return
+                except Exception as exc:
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise InputError(
+                        f"{path.name}: corrupt worksheet '{ws.title}' ({reason})"
+                    ) from None
+        finally:
+            wb.close()
 
 
 def _xlsx_inspect(path: Path, size: int) -> SourceInfo:

@@ -84,28 +84,80 @@ def fetch_by_keys(
 ) -> pl.DataFrame:
     """Rows of ``table`` whose ``key`` columns match a row of ``keys``; only ``columns`` returned.
 
-    ``keys`` holds the key columns (named as in the table); nulls are skipped.
+    ``keys`` holds the key columns (named as in the table); nulls are skipped. A single-column
+    key goes straight to the driver (one ``= ANY`` query on PostgreSQL, chunked ``IN`` on
+    SQLite): this lookup runs for every batch of every import and must stay cheap.
     """
     wanted = list(dict.fromkeys([*key, *columns]))
     schema = {name: polars_dtype(table.c[name]) for name in wanted}
     distinct = keys.select(list(key)).drop_nulls().unique()
-    parts: list[pl.DataFrame] = []
-    if distinct.height:
-        cols = [table.c[name] for name in wanted]
-        if len(key) == 1:
-            values = distinct.get_column(key[0]).to_list()
-            for chunk in _chunks(values, KEY_CHUNK):
-                rows = conn.execute(select(*cols).where(table.c[key[0]].in_(chunk))).all()
-                parts.append(_frame(rows, schema))
-        else:
-            tuples = distinct.rows()
-            target = tuple_(*(table.c[name] for name in key))
-            for chunk in _chunks(tuples, KEY_CHUNK // len(key)):
-                rows = conn.execute(select(*cols).where(target.in_(chunk))).all()
-                parts.append(_frame(rows, schema))
-    if not parts:
+    if distinct.height == 0:
         return pl.DataFrame(schema=schema)
+    if len(key) == 1:
+        return _fetch_single_key(conn, table, key[0], distinct.get_column(key[0]), wanted, schema)
+    parts: list[pl.DataFrame] = []
+    cols = [table.c[name] for name in wanted]
+    target = tuple_(*(table.c[name] for name in key))
+    for chunk in _chunks(distinct.rows(), KEY_CHUNK // len(key)):
+        rows = conn.execute(select(*cols).where(target.in_(chunk))).all()
+        parts.append(_frame(rows, schema))
     return to_utc(pl.concat(parts))
+
+
+def _fetch_single_key(
+    conn: Connection,
+    table: Table,
+    key: str,
+    values: pl.Series,
+    wanted: list[str],
+    schema: dict[str, pl.DataType],
+) -> pl.DataFrame:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    names = ", ".join(wanted)
+    cursor = raw.cursor()
+    rows: list[Any] = []
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute(
+                f"SELECT {names} FROM {table.name} WHERE {key} = ANY(%s)", (values.to_list(),)
+            )
+            rows = cursor.fetchall()
+            return to_utc(_frame(rows, schema))
+        for chunk in _chunks(values.to_list(), KEY_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            cursor.execute(f"SELECT {names} FROM {table.name} WHERE {key} IN ({marks})", chunk)
+            rows.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return _from_sqlite(rows, schema)
+
+
+def _from_sqlite(rows: list[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """SQLite hands back dates and times as the text SQLAlchemy stored; parse them in bulk."""
+    stored = {
+        name: (
+            pl.String()
+            if isinstance(dtype, pl.Date | pl.Datetime | pl.Time)
+            else pl.Int64()
+            if isinstance(dtype, pl.Boolean)
+            else dtype
+        )
+        for name, dtype in schema.items()
+    }
+    frame = pl.DataFrame(rows, schema=stored, orient="row")
+    fixes = []
+    for name, dtype in schema.items():
+        col = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            fixes.append(col.str.to_datetime(strict=False, time_unit="us", time_zone="UTC"))
+        elif isinstance(dtype, pl.Date):
+            fixes.append(col.str.slice(0, 10).str.to_date("%Y-%m-%d"))
+        elif isinstance(dtype, pl.Time):
+            fixes.append(col.str.to_time("%H:%M:%S%.f"))
+        elif isinstance(dtype, pl.Boolean):
+            fixes.append(col.cast(pl.Boolean))
+    return frame.with_columns(fixes) if fixes else frame
 
 
 def fetch_all(conn: Connection, table: Table, columns: Sequence[str]) -> pl.DataFrame:
@@ -131,24 +183,62 @@ def _python_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def bulk_insert(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
-    """Insert every row of ``frame`` (columns named as in the table) with one executemany."""
+    """Insert every row of ``frame`` (columns named as in the table) in one go.
+
+    PostgreSQL: ``COPY … FROM STDIN`` in CSV; SQLite: one driver ``executemany`` with values
+    already in SQLAlchemy's storage format, so the two paths read back identically.
+    """
     if frame.height == 0:
         return
-    if conn.dialect.name == "postgresql":
-        _copy_into(conn, table, frame)
-        return
-    conn.execute(insert(table), _python_rows(frame))
-
-
-def _copy_into(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
-    """PostgreSQL's COPY: several times faster than INSERT for large batches."""
     raw = conn.connection.driver_connection
     assert raw is not None
-    names = frame.columns
-    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    names = ", ".join(frame.columns)
+    if conn.dialect.name == "postgresql":
+        _copy_into(raw, table, frame)
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), _python_rows(frame))
+        return
+    marks = ", ".join("?" * frame.width)
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            f"INSERT INTO {table.name} ({names}) VALUES ({marks})", _sqlite_values(frame).rows()
+        )
+    finally:
+        cursor.close()
+
+
+def _sqlite_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """Dates, times and datetimes as the text SQLAlchemy writes to SQLite; booleans as 0/1."""
+    fixes = []
+    for name, dtype in frame.schema.items():
+        col = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            utc = col.dt.convert_time_zone("UTC") if dtype.time_zone else col
+            fixes.append(utc.dt.strftime("%Y-%m-%d %H:%M:%S.%6f"))
+        elif isinstance(dtype, pl.Date):
+            fixes.append(col.dt.strftime("%Y-%m-%d"))
+        elif isinstance(dtype, pl.Time):
+            fixes.append(col.dt.strftime("%H:%M:%S.%6f"))
+        elif isinstance(dtype, pl.Boolean):
+            fixes.append(col.cast(pl.Int8))
+    return frame.with_columns(fixes) if fixes else frame
+
+
+def _copy_into(raw: Any, table: Table, frame: pl.DataFrame) -> None:
+    """PostgreSQL's COPY in CSV: many times faster than INSERT for large batches."""
+    fixes = [
+        pl.col(name).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00")
+        for name, dtype in frame.schema.items()
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone
+    ]
+    data = (frame.with_columns(fixes) if fixes else frame).write_csv(
+        include_header=False, null_value="", quote_style="non_numeric"
+    )
+    statement = f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)"
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in frame.iter_rows():
-            copy.write_row(row)
+        copy.write(data.encode("utf-8"))
 
 
 def bulk_update(conn: Connection, table: Table, frame: pl.DataFrame, key: str = "id") -> None:
@@ -185,9 +275,7 @@ def allocate_ids(conn: Connection, table: Table, count: int) -> pl.Series:
     return pl.int_range(start + 1, start + 1 + count, eager=True, dtype=pl.Int64).alias("id")
 
 
-def changed_mask(
-    new: pl.DataFrame, old_suffix: str, columns: Sequence[str]
-) -> pl.Expr:
+def changed_mask(new: pl.DataFrame, old_suffix: str, columns: Sequence[str]) -> pl.Expr:
     """True where any of ``columns`` differs (null-safe) from its ``<col><old_suffix>`` twin."""
     if not columns:
         return pl.lit(False)

@@ -276,7 +276,7 @@ class WecomRelation(Timestamped, Base):
 
 
 class Referral(Timestamped, Base):
-    """推荐有礼: a customer refers a friend; the referee moves registered → test drive → purchase."""
+    """推荐有礼: a customer refers a friend, who moves registered → test drive → purchase."""
 
     __tablename__ = "referrals"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
