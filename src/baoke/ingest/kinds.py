@@ -502,7 +502,7 @@ _kind(
         name="consents",
         table="consents",
         description="per-channel marketing consent with its legal basis",
-        key=("customer", "channel", "purpose"),
+        key=("mobile", "channel", "purpose"),  # the customer: by mobile or dealer number
         fields=(
             _f("dealer_code", T.CODE, "经销商代码", "门店代码", "dealer code"),
             CUSTOMER_NO,

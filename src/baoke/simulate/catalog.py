@@ -363,7 +363,6 @@ EMAIL_WORDS = (
     "smile",
     "wind",
 )
-EMAIL_DOMAINS = ("163.com", "126.com", "sina.com", "outlook.com", "foxmail.com")
 
 # Mobile number segments in use in mainland China (first three digits).
 MOBILE_PREFIXES = (

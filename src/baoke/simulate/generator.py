@@ -134,6 +134,9 @@ def generate(
         raise ValueError("customers must be at least 10")
     if not 0.0 <= config.dirty_share < 0.5:
         raise ValueError("dirty_share must be in [0, 0.5)")
+    if not 2020 <= config.today.year <= 2030:
+        # ten years of history must fall inside the catalogue's launches and VIN year codes
+        raise ValueError("as_of must be a date in 2020–2030")
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _msg: None)
@@ -315,27 +318,46 @@ _CSV_OPTS: dict[str, Any] = {
 }
 
 
-def _write_csv(df: pl.DataFrame, path: Path, encoding: str) -> None:
-    """CSV in the given encoding; GBK files get CRLF like the Windows DMS exports they mimic."""
-    if encoding == "utf-8":
-        df.write_csv(path, **_CSV_OPTS)
-        return
-    with path.open("wb") as fh:
+_SLICE_ROWS = 1_000_000
+
+
+class _CsvWriter:
+    """Appends frames to one CSV file in the given encoding, header first.
+
+    polars only writes UTF-8, so GBK output is transcoded slice by slice (memory stays flat at
+    millions of rows); GBK files also get CRLF line ends, like the Windows DMS exports they
+    mimic.
+    """
+
+    def __init__(self, path: Path, encoding: str) -> None:
+        self.encoding = encoding
+        self.fh = path.open("wb")
+        self.header = True
         if encoding == "utf-8-sig":
-            fh.write(b"\xef\xbb\xbf")
-            df.write_csv(fh, **_CSV_OPTS)
+            self.fh.write(b"\xef\xbb\xbf")
+
+    def write(self, df: pl.DataFrame) -> None:
+        if self.encoding in ("utf-8", "utf-8-sig"):
+            df.write_csv(self.fh, include_header=self.header, **_CSV_OPTS)
+            self.header = False
             return
-        # polars only writes UTF-8: transcode in slices to keep memory flat at millions of rows.
-        first = True
-        for part in df.iter_slices(n_rows=400_000):
+        for part in df.iter_slices(n_rows=250_000) if df.height else [df]:
             buf = io.BytesIO()
-            part.write_csv(buf, include_header=first, line_terminator="\r\n", **_CSV_OPTS)
-            fh.write(buf.getvalue().decode("utf-8").encode(encoding))
-            first = False
-        if first:  # empty frame: still write the header
-            buf = io.BytesIO()
-            df.write_csv(buf, line_terminator="\r\n", **_CSV_OPTS)
-            fh.write(buf.getvalue().decode("utf-8").encode(encoding))
+            part.write_csv(buf, include_header=self.header, line_terminator="\r\n", **_CSV_OPTS)
+            self.fh.write(buf.getvalue().decode("utf-8").encode(self.encoding))
+            self.header = False
+
+    def __enter__(self) -> _CsvWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+
+def _write_csv(df: pl.DataFrame, path: Path, encoding: str) -> None:
+    """Write ``df`` as one CSV file in ``encoding`` ("utf-8", "utf-8-sig" or "gbk")."""
+    with _CsvWriter(path, encoding) as sink:
+        sink.write(df)
 
 
 def _col_letter(i: int) -> str:
@@ -440,13 +462,9 @@ def _write_xlsx(df: pl.DataFrame, path: Path, sheet: str) -> None:
         f'<c r="{_col_letter(j)}1" t="inlineStr"><is><t>{name}</t></is></c>'
         for j, name in enumerate(df.columns)
     )
-    rows = df.with_row_index("__r", offset=2).select(
-        pl.concat_str(
-            [pl.lit('<row r="'), rn, pl.lit('">'), *cells, pl.lit("</row>")], ignore_nulls=True
-        ).alias("x")
-    )
-    buf = io.BytesIO()
-    rows.write_csv(buf, include_header=False, quote_style="never")
+    line = pl.concat_str(
+        [pl.lit('<row r="'), rn, pl.lit('">'), *cells, pl.lit("</row>")], ignore_nulls=True
+    ).alias("x")
     last = f"{_col_letter(max(0, df.width - 1))}{df.height + 1}"
     head = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -471,10 +489,16 @@ def _write_xlsx(df: pl.DataFrame, path: Path, sheet: str) -> None:
         put("xl/workbook.xml", workbook.encode())
         put("xl/_rels/workbook.xml.rels", _XLSX_STATIC["xl/_rels/workbook.xml.rels"].encode())
         put("xl/styles.xml", _XLSX_STATIC["xl/styles.xml"].encode())
-        put(
-            "xl/worksheets/sheet1.xml",
-            head.encode() + buf.getvalue() + b"</sheetData></worksheet>",
-        )
+        info = zipfile.ZipInfo("xl/worksheets/sheet1.xml", date_time=_ZIP_TIME)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        # streamed slice by slice: a million-row sheet never sits in memory as one string
+        with zf.open(info, "w", force_zip64=df.height > 1_000_000) as fh:
+            fh.write(head.encode())
+            for part in df.with_row_index("__r", offset=2).iter_slices(n_rows=100_000):
+                buf = io.BytesIO()
+                part.select(line).write_csv(buf, include_header=False, quote_style="never")
+                fh.write(buf.getvalue())
+            fh.write(b"</sheetData></worksheet>")
 
 
 def _write_manifest(config: GenerateConfig, out_dir: Path, files: list[GeneratedFile]) -> None:
@@ -563,6 +587,17 @@ class _World:
         name, enc = KIND_FILES[kind]
         self.files.append(GeneratedFile(kind, self.out / name, rows, dirty, enc, dups, vin_warn))
         self.say(f"{kind}: {rows:,} rows → {name}")
+
+    def write_frame(self, kind: str, frame: pl.DataFrame, columns: Sequence[pl.Expr]) -> None:
+        """Render ``columns`` from the raw ``frame`` slice by slice and write the kind's file.
+
+        Rendering text (when/then branches, concatenations) costs several times the raw
+        columns' memory; doing it per slice keeps the peak flat at a million customers.
+        """
+        name, encoding = KIND_FILES[kind]
+        with _CsvWriter(self.out / name, encoding) as sink:
+            for part in frame.iter_slices(n_rows=250_000) if frame.height else [frame]:
+                sink.write(_labels(kind, part.select(columns)))
 
     def run(self) -> None:
         self.make_dealers()
@@ -781,6 +816,8 @@ class _World:
                     for s in cat.SERIES
                 ]
             )
+            if w.sum() <= 0:  # before the first launch: the oldest series stands in
+                w[0] = 1.0
             sel = np.flatnonzero(year == y)
             series[sel] = rng.choice(len(cat.SERIES), size=sel.size, p=w / w.sum())
         self.v_series = series
@@ -931,7 +968,7 @@ class _World:
         )
         return plates.to_series()
 
-    def odometer(self, veh: IArr, day: IArr) -> IArr:
+    def odometer(self, veh: npt.NDArray[np.integer[Any]], day: IArr) -> IArr:
         """Odometer of vehicle ``veh`` on ``day``: smooth and increasing, so readings taken on
         later days are never lower (the car is driven a little less each year)."""
         y = np.maximum(day - self.v_delivery[veh], 0) / YEAR
@@ -1066,14 +1103,16 @@ class _World:
         veh = np.concatenate(out_veh)
         day = np.concatenate(out_day)
         fen = np.concatenate(out_fen)
-        otype = np.concatenate(o_type)
+        otype = np.concatenate(o_type).astype(np.int8)
+        for parts in (out_veh, out_day, out_fen, o_type):
+            parts.clear()
         # which store: the selling one, or the second store for cross-dealer customers
         owner = self.v_owner[veh]
-        primary = self.cust_dealer[owner]
         d2 = self.dealer2[owner]
         switch = deliv[veh] + (self.v_purchase[veh] % 997)  # a stable per-car switch day
         at_second = (d2 >= 0) & (day >= switch) & (rng.random(veh.size) < 0.7)
-        dealer = np.where(at_second, d2, primary).astype(np.int64)
+        dealer = np.where(at_second, d2, self.cust_dealer[owner])
+        del owner, d2, switch
         # advisor: the car's regular advisor mostly, someone active on that day otherwise
         regular = self._pick(self.adv_all, self.cust_dealer[self.v_owner], rng.random(v))
         self.v_advisor = regular
@@ -1083,15 +1122,21 @@ class _World:
             self._pick(self.adv_all, dealer, rng.random(veh.size)),
         )
         gone = self.staff_departed[adv] < day
-        adv = np.where(gone, self._pick(self.adv_active, dealer, rng.random(veh.size)), adv)
+        adv[gone] = self._pick(self.adv_active, dealer[gone], rng.random(int(gone.sum())))
+        del at_second, gone
         order = np.lexsort((rng.random(veh.size), day, dealer))
-        self.o_veh = veh[order]
+        self.o_veh = veh[order].astype(np.int32)
+        del veh
         self.o_day = day[order]
+        del day
         self.o_fen = fen[order]
+        del fen
         self.o_type = otype[order]
-        self.o_dealer = dealer[order]
-        self.o_adv = adv[order]
-        self.o_seq = _seq_within(self.o_dealer * 1_000_000 + self.o_day)
+        self.o_dealer = dealer[order].astype(np.int32)
+        del dealer
+        self.o_adv = adv[order].astype(np.int32)
+        del adv, order
+        self.o_seq = _seq_within(self.o_dealer.astype(np.int64) * 1_000_000 + self.o_day)
         self.o_km = self.odometer(self.o_veh, self.o_day)
         self.v_churned = churned
         self.say(f"simulated {self.o_veh.size:,} service orders for {v:,} vehicles")
@@ -1177,7 +1222,7 @@ class _World:
                 "email_kind": email_kind,
                 "ew": rng.integers(0, len(cat.EMAIL_WORDS), rows),
                 "en": rng.integers(10, 9999, rows),
-                "ed": rng.integers(0, len(cat.EMAIL_DOMAINS), rows),
+                "ed": rng.integers(0, len(_EMAIL_DOMAINS), rows),
                 "c": np.where(kind == 2, self.dealer_city[dealer], self.cust_city[pi]),
                 "bday": self.birthday[pi],
                 "no_bday": (rng.random(rows) < 0.08) | (kind == 2),
@@ -1200,7 +1245,7 @@ class _World:
         )
         title = _enum_text("customers", "title")
         gender = _enum_text("customers", "gender")
-        df = df.select(
+        columns: list[pl.Expr] = [
             pl.col("customer_no"),
             _lut(self.dealer_codes, "d").alias("dealer_code"),
             pl.when(junk).then(pl.col("jn")).otherwise(pl.col("nm")).alias("name"),
@@ -1222,16 +1267,7 @@ class _World:
                         _lut(cat.EMAIL_WORDS, "ew"),
                         pl.col("en").cast(pl.String),
                         pl.lit("@"),
-                        _lut(
-                            [
-                                "example.com",
-                                "example.net",
-                                "example.org",
-                                "example.com",
-                                "example.net",
-                            ],
-                            "ed",
-                        ),
+                        _lut(_EMAIL_DOMAINS, "ed"),
                     ]
                 )
             )
@@ -1251,12 +1287,11 @@ class _World:
             pl.when((pl.col("tags") >= 0) & ~junk)
             .then(_lut(combos, pl.col("tags").clip(0)))
             .alias("tags"),
-            pl.col("kind"),
-        )
+        ]
         clean = np.flatnonzero(kind != 2)
         dups = _dup_positions(rng, clean.astype(np.int64), self.dup_count(rows))
-        df = _with_duplicates(df, dups).drop("kind")
-        _write_csv(_labels("customers", df), self.out / KIND_FILES["customers"][0], "gbk")
+        df = _with_duplicates(df, dups)
+        self.write_frame("customers", df, columns)
         self.add("customers", df.height, dirty=n_junk, dups=dups.size)
 
     # ---------------------------------------------------------------- vehicles file
@@ -1317,123 +1352,128 @@ class _World:
                 "mileage": km,
                 "md": last_day,
             }
-        ).select(
-            "vin",
+        )
+        columns: list[pl.Expr] = [
+            pl.when(pl.col("how") >= 0)
+            .then(_broken_vin(pl.col("vin"), pl.col("how")))
+            .otherwise(pl.col("vin"))
+            .alias("vin"),
             _lut(self.dealer_codes, "d").alias("dealer_code"),
-            "customer_no",
+            pl.col("customer_no"),
             pl.col("m").cast(pl.String).alias("mobile"),
             pl.lit(cat.BRAND).alias("brand"),
             _lut(series_names, "s").alias("series"),
             pl.concat_str(
                 [pl.col("model_year").cast(pl.String), pl.lit("款 "), _lut(trims, "t")]
             ).alias("model"),
-            "model_year",
-            "plate_no",
+            pl.col("model_year"),
+            pl.col("plate_no"),
             _as_date("pd").alias("purchase_date"),
             _as_date("dd").alias("delivery_date"),
             _fen_text("price_fen").alias("price"),
             _as_date("ins").alias("insurance_expiry"),
             _as_date("we").alias("warranty_end"),
-            "mileage",
+            pl.col("mileage"),
             _as_date("md").alias("mileage_date"),
-        )
-        # dirty rows: the same car typed in again with a broken VIN (too short, I/O/Q)
-        n_junk = self.dirty_count(v)
-        src = np.sort(rng.choice(v, size=min(n_junk, v), replace=False)).astype(np.int64)
+        ]
+        # dirty rows: the same car keyed in again with a broken VIN (too short, I/O/Q);
+        # each sits right after the row it was copied from, like a re-keyed record
+        src = np.sort(rng.choice(v, size=min(self.dirty_count(v), v), replace=False))
         n_junk = src.size
-        junk = (
-            df[src]
-            .with_columns(pl.Series("__how", rng.integers(0, 4, n_junk)))
-            .with_columns(_broken_vin(pl.col("vin"), pl.col("__how")).alias("vin"))
-            .drop("__how")
-        )
         warn = np.flatnonzero(self.v_vin_warn).astype(np.int64)
         clean_ok = np.setdiff1d(np.arange(v, dtype=np.int64), warn)
         dups = _dup_positions(rng, clean_ok, self.dup_count(v))
-        # a junk row sits right after the row it was copied from, like a re-keyed record
-        all_rows = pl.concat([df, junk])
-        order = np.argsort(np.concatenate([np.arange(v), src]), kind="stable")
-        base = all_rows[order]
-        # duplicate positions refer to the original frame; translate to the merged frame
-        new_pos = np.empty(v + n_junk, dtype=np.int64)
-        new_pos[order] = np.arange(v + n_junk)
-        base = _with_duplicates(base, new_pos[dups])
-        _write_csv(_labels("vehicles", base), self.out / KIND_FILES["vehicles"][0], "utf-8")
-        self.add("vehicles", base.height, dirty=n_junk, dups=dups.size, vin_warn=warn.size)
+        rows = np.concatenate([np.arange(v), dups, src]).astype(np.int64)
+        how = np.concatenate([np.full(v + dups.size, -1), rng.integers(0, 4, n_junk)]).astype(
+            np.int8
+        )
+        rank = np.concatenate([np.zeros(v), np.ones(dups.size), np.full(n_junk, 2)])
+        order = np.lexsort((rank, rows))
+        frame = df[rows[order]].with_columns(pl.Series("how", how[order]))
+        self.write_frame("vehicles", frame, columns)
+        self.add("vehicles", frame.height, dirty=n_junk, dups=dups.size, vin_warn=warn.size)
 
     # ---------------------------------------------------------------- service orders file
 
     def write_orders(self) -> None:
         rng = self.rng("orders_file")
         n = self.o_veh.size
-        n_dirty = self.dirty_count(n)
-        dirty = np.zeros(n, dtype=bool)
-        dirty_pos = rng.choice(n, size=min(n_dirty, n), replace=False)
-        dirty[dirty_pos] = True
-        how = np.where(dirty, rng.integers(0, 4, n), -1)  # 0 date, 1 negative, 2 text, 3 type
-        y, mo, dd = _ymd(self.o_day)
-        order_no_num = (self.o_dealer + 1) * 10**12 + (y * 10_000 + mo * 100 + dd) * 10**4
+        # dirty rows are leaves (nothing refers to an order): a bad date, a negative or
+        # non-numeric amount, or an order type no DMS mapping knows
+        dirty_pos = rng.choice(n, size=min(self.dirty_count(n), n), replace=False)
+        k = dirty_pos.size
+        how = np.full(n, -1, dtype=np.int8)  # 0 date, 1 negative, 2 text, 3 type
+        how[dirty_pos] = rng.integers(0, 4, k)
+        bad = np.zeros(n, dtype=np.int8)  # which bad value of its kind
+        bad[dirty_pos] = rng.integers(0, 12, k)
+        dirty = how >= 0
         warn_rows = self.v_vin_warn[self.o_veh]
+        candidates = np.flatnonzero(~dirty & ~warn_rows).astype(np.int64)
+        dups = _dup_positions(rng, candidates, self.dup_count(n))
+        rows = np.sort(np.concatenate([np.arange(n, dtype=np.int64), dups]))
         type_text = _enum_text("service-orders", "order_type")
-        df = pl.DataFrame(
-            {
-                "no": order_no_num + self.o_seq + 1,
-                "d": self.o_dealer,
-                "vin": pl.Series(self.v_vin[self.o_veh]).cast(pl.String),
-                "day": self.o_day,
-                "y": y,
-                "t": self.o_type,
-                "fen": self.o_fen,
-                "mileage": self.o_km,
-                "adv": self.o_adv,
-                "how": how,
-                "bad_t": rng.integers(0, len(_BAD_ORDER_TYPES), n),
-                "bad_a": rng.integers(0, len(_BAD_AMOUNTS), n),
-                "bad_d": rng.integers(0, 3, n),
-                "bd": rng.integers(1, 29, n),
-            }
-        )
+        y = pl.col("day").cast(pl.Int32).cast(pl.Date).dt.year()
         settled = (
             pl.when(pl.col("how") != 0)
             .then(_as_date("day").dt.strftime("%Y-%m-%d"))
-            .when(pl.col("bad_d") == 0)
-            .then(pl.format("{}-13-{}", pl.col("y"), _z(pl.col("bd"), 2)))
-            .when(pl.col("bad_d") == 1)
-            .then(pl.format("{}-{}-45", pl.col("y"), _z(pl.col("bd") % 12 + 1, 2)))
-            .otherwise(pl.format("{}-02-30", pl.col("y")))
+            .when(pl.col("bad") % 3 == 0)
+            .then(pl.format("{}-13-{}", y, _z(pl.col("bad") + 10, 2)))
+            .when(pl.col("bad") % 3 == 1)
+            .then(pl.format("{}-{}-45", y, _z(pl.col("bad") % 12 + 1, 2)))
+            .otherwise(pl.format("{}-02-30", y))
         )
         amount = (
             pl.when(pl.col("how") == 1)
             .then(pl.concat_str([pl.lit("-"), _fen_text("fen")]))
             .when(pl.col("how") == 2)
-            .then(_lut(_BAD_AMOUNTS, "bad_a"))
+            .then(_lut(_BAD_AMOUNTS, pl.col("bad") % len(_BAD_AMOUNTS)))
             .otherwise(_fen_text("fen"))
         )
         otype = (
             pl.when(pl.col("how") == 3)
-            .then(_lut(_BAD_ORDER_TYPES, "bad_t"))
+            .then(_lut(_BAD_ORDER_TYPES, pl.col("bad") % len(_BAD_ORDER_TYPES)))
             .otherwise(_lut([type_text[k] for k in _ORDER_KEYS], "t"))
         )
-        df = df.select(
-            pl.concat_str(
-                [pl.lit("RO"), (pl.col("no") + 10**16).cast(pl.String).str.slice(1)]
-            ).alias("order_no"),
-            _lut(self.dealer_codes, "d").alias("dealer_code"),
-            "vin",
-            settled.alias("settled_on"),
-            otype.alias("order_type"),
-            amount.alias("amount"),
-            "mileage",
-            _lut(self.staff_no, "adv").alias("advisor_no"),
-        )
-        candidates = np.flatnonzero(~dirty & ~warn_rows).astype(np.int64)
-        dups = _dup_positions(rng, candidates, self.dup_count(n))
-        df = _with_duplicates(df, dups)
-        self.o_dirty = dirty
-        _write_csv(_labels("service-orders", df), self.out / KIND_FILES["service-orders"][0], "gbk")
+        path = self.out / KIND_FILES["service-orders"][0]
+        # built and written in slices: the string columns of five million orders would
+        # otherwise need more than a gigabyte at once
+        with _CsvWriter(path, "gbk") as sink:
+            for lo in range(0, rows.size, _SLICE_ROWS):
+                idx = rows[lo : lo + _SLICE_ROWS]
+                day = self.o_day[idx]
+                yy, mo, dd = _ymd(day)
+                number = (self.o_dealer[idx].astype(np.int64) + 1) * 10**12 + (
+                    yy * 10_000 + mo * 100 + dd
+                ) * 10**4
+                frame = pl.DataFrame(
+                    {
+                        "no": number + self.o_seq[idx] + 1,
+                        "d": self.o_dealer[idx],
+                        "vin": pl.Series(self.v_vin[self.o_veh[idx]]).cast(pl.String),
+                        "day": day,
+                        "t": self.o_type[idx],
+                        "fen": self.o_fen[idx],
+                        "mileage": self.o_km[idx],
+                        "adv": self.o_adv[idx],
+                        "how": how[idx],
+                        "bad": bad[idx],
+                    }
+                ).select(
+                    pl.concat_str(
+                        [pl.lit("RO"), (pl.col("no") + 10**16).cast(pl.String).str.slice(1)]
+                    ).alias("order_no"),
+                    _lut(self.dealer_codes, "d").alias("dealer_code"),
+                    "vin",
+                    settled.alias("settled_on"),
+                    otype.alias("order_type"),
+                    amount.alias("amount"),
+                    "mileage",
+                    _lut(self.staff_no, "adv").alias("advisor_no"),
+                )
+                sink.write(_labels("service-orders", frame))
         self.add(
             "service-orders",
-            df.height,
+            rows.size,
             dirty=int(dirty.sum()),
             dups=dups.size,
             vin_warn=int((warn_rows & ~dirty).sum()),
@@ -1739,9 +1779,10 @@ class _World:
                 "how": how,
                 "bad": rng.integers(0, 3, rows),
             }
-        ).select(
+        )
+        columns: list[pl.Expr] = [
             _lut(self.dealer_codes, "d").alias("dealer_code"),
-            "customer_no",
+            pl.col("customer_no"),
             pl.col("m").cast(pl.String).alias("mobile"),
             pl.when(pl.col("how") == 0)
             .then(_lut(_BAD_CHANNELS, "bad"))
@@ -1764,11 +1805,11 @@ class _World:
             pl.when(pl.col("asked")).then(_as_datetime("ga")).alias("granted_at"),
             pl.when(pl.col("w")).then(_as_datetime("wa")).alias("withdrawn_at"),
             _lut(["DMS", "APP", "小程序", "官网", "400热线"], "src").alias("source"),
-        )
+        ]
         candidates = np.flatnonzero(how < 0).astype(np.int64)
         dups = _dup_positions(rng, candidates, self.dup_count(rows))
         df = _with_duplicates(df, dups)
-        _write_csv(_labels("consents", df), self.out / KIND_FILES["consents"][0], "utf-8")
+        self.write_frame("consents", df, columns)
         self.add("consents", df.height, dirty=int((how >= 0).sum()), dups=dups.size)
 
     # ---------------------------------------------------------------- WeCom relations
@@ -1913,40 +1954,17 @@ class _World:
         page_cdf = np.stack(
             [page_w / page_w.sum(), page_w / page_w.sum(), upg_page_w / upg_page_w.sum()]
         ).cumsum(axis=1)
+        # relative activity by hour of day: quiet nights, lunch bump, evening peak
         hour_w = np.array(
-            [
-                1,
-                0.5,
-                0.3,
-                0.2,
-                0.2,
-                0.4,
-                1,
-                2,
-                3.5,
-                3.5,
-                3,
-                3,
-                4,
-                3.5,
-                3,
-                3,
-                3,
-                3.5,
-                4,
-                5,
-                6,
-                6,
-                4.5,
-                2.5,
-            ]
-        )
+            [1, 0.5, 0.3, 0.2, 0.2, 0.4, 1, 2, 3.5, 3.5, 3, 3,
+             4, 3.5, 3, 3, 3, 3.5, 4, 5, 6, 6, 4.5, 2.5]
+        )  # fmt: skip
         hour_w = hour_w / hour_w.sum()
         window_start = np.maximum(self.since, today - 730)
         base_sec = (today - 731) * 86_400
         path = self.out / KIND_FILES["events"][0]
         total = 0
-        chunk = 200_000
+        chunk = 50_000  # customers per slice (~1M events)
         with path.open("wb") as fh:
             for lo in range(0, n, chunk):
                 hi = min(n, lo + chunk)
@@ -2053,6 +2071,8 @@ _PROVINCE_FULL = {
 _BAD_ORDER_TYPES = ("洗车", "内部", "返工单", "PDI")
 _BAD_AMOUNTS = ("待定", "N/A", "12O.00", "--")
 _BAD_CHANNELS = ("微博", "抖音", "QQ")
+# Reserved example domains (RFC 2606): synthetic addresses must never reach a real mailbox.
+_EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
 _BAD_BOOLS = ("待定", "不确定", "??")
 
 _EVENT_TYPES = (
