@@ -32,6 +32,20 @@ from baoke.store.db import ensure_schema, make_engine
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
+# Runs `baoke ...` and reports the process's own peak resident memory (VmHWM belongs to the
+# new address space after exec; ru_maxrss would include the forking parent's).
+CHILD = """
+import sys
+from baoke.cli import main
+sys.argv = ["baoke", *sys.argv[1:]]
+try:
+    main()
+finally:
+    with open("/proc/self/status") as status:
+        hwm = [line for line in status if line.startswith("VmHWM:")][0]
+    print(hwm.strip(), file=sys.stderr)
+"""
+
 
 def _child_import(url: str, orders: Path) -> dict[str, Any]:
     """Run one `baoke import service-orders` in a child; wall seconds and its peak RSS."""

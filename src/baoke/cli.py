@@ -251,8 +251,8 @@ def generate(
                             "path": str(f.path),
                             "rows": f.rows,
                             "dirty_rows": f.dirty_rows,
-                        "duplicate_rows": f.duplicate_rows,
-                        "vin_warnings": f.vin_warnings,
+                            "duplicate_rows": f.duplicate_rows,
+                            "vin_warnings": f.vin_warnings,
                             "encoding": f.encoding,
                         }
                         for f in result.files

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from baoke.errors import ConfigError
@@ -53,10 +53,41 @@ def config_file_path() -> Path | None:
     return local if local.exists() else None
 
 
+class ProfileSettings(BaseModel):
+    """Thresholds of the profile engine (``[profiles]`` in baoke.toml); defaults from DOMAIN."""
+
+    tier_high_yuan: int = Field(default=5_000, ge=0, description="12-month spend for 'high'")
+    tier_mid_yuan: int = Field(default=2_000, ge=0, description="12-month spend for 'mid'")
+    new_owner_months: int = Field(default=3, ge=1)
+    onboarding_months: int = Field(default=6, ge=1)
+    at_risk_days: int = Field(default=90, ge=1, description="no visit for this long: at risk")
+    lost_days: int = Field(default=180, ge=1, description="no visit for this long: lost")
+    maintenance_interval_km: int = Field(default=10_000, ge=1_000)
+    maintenance_interval_months: int = Field(default=12, ge=1)
+    first_maintenance_km: int = Field(default=5_000, ge=500)
+    first_maintenance_months: int = Field(default=6, ge=1)
+    default_km_per_year: int = Field(default=13_000, ge=1_000)
+    events_window_days: int = Field(
+        default=400, ge=31, description="how much event history the analytical snapshot keeps"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProfileSettings:
+        if self.tier_mid_yuan > self.tier_high_yuan:
+            raise ValueError("tier_mid_yuan must not exceed tier_high_yuan")
+        if self.new_owner_months > self.onboarding_months:
+            raise ValueError("new_owner_months must not exceed onboarding_months")
+        if self.at_risk_days >= self.lost_days:
+            raise ValueError("at_risk_days must be less than lost_days")
+        return self
+
+
 class Settings(BaseSettings):
     """Runtime settings. Secrets (provider keys) are read by the channel adapters, not here."""
 
-    model_config = SettingsConfigDict(env_prefix="BAOKE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="BAOKE_", extra="ignore", env_nested_delimiter="__"
+    )
 
     data_dir: Path = Field(default=Path("baoke-data"), description="where baoke keeps its files")
     database_url: str | None = Field(
@@ -66,6 +97,7 @@ class Settings(BaseSettings):
     )
     timezone: str = Field(default="Asia/Shanghai", description="business time zone")
     import_batch_rows: int = Field(default=50_000, ge=100, description="rows per import chunk")
+    profiles: ProfileSettings = Field(default_factory=ProfileSettings)
 
     @field_validator("timezone")
     @classmethod

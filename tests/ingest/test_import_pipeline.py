@@ -319,7 +319,13 @@ def test_leads_complaints_consents_events_wecom(group: Engine, tmp_path: Path) -
     assert counts(s) == (3, 2, 0, 0, 1, 0)
     stored = {lead.lead_no: lead for lead in rows_of(group, m.Lead)}
     assert stored["L1"].lost_reason == "price" and stored["L1"].stage == "test_drive"
-    assert stored["L1"].customer_id is None and stored["L2"].customer_id is not None
+    # A lead with an unknown mobile becomes a prospect customer; a known mobile links.
+    customers = {c.mobile: c for c in rows_of(group, m.Customer)}
+    assert stored["L1"].customer_id == customers["+8613600136000"].id
+    assert customers["+8613600136000"].name == "孙丽"
+    assert stored["L2"].customer_id == customers["+8613800138000"].id
+    assert counts(run(group, "leads", leads)) == (3, 0, 0, 2, 1, 0)
+    assert len(rows_of(group, m.Customer)) == len(customers)
 
     complaints = write_csv(
         tmp_path / "complaints.csv",

@@ -577,6 +577,7 @@ def load_leads(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> No
     """Leads: upsert on lead number; linked to a customer when the mobile is known."""
     frame = resolve_dealer(ctx, frame, out)
     frame = resolve_customer(ctx, frame, out, required=False)
+    frame = _create_prospects(ctx, frame)
     frame = frame.with_columns(
         pl.coalesce(
             pl.col("status"),
@@ -603,6 +604,39 @@ def load_leads(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) -> No
             "lost_on",
         ],
         out,
+    )
+
+
+def _create_prospects(ctx: ImportContext, frame: pl.DataFrame) -> pl.DataFrame:
+    """A lead with a mobile nobody has yet is a person too: create a prospect customer.
+
+    Lost-lead reactivation and prospect care work on customers, so a prospect must exist in
+    the single customer view; a later owner import with the same mobile finds this customer.
+    """
+    fresh = (
+        frame.filter(pl.col("customer_id").is_null() & pl.col("mobile").is_not_null())
+        .sort("row_no")
+        .group_by("mobile", maintain_order=True)
+        .agg(pl.col("name").drop_nulls().last(), pl.col("dealer_id").first())
+    )
+    if fresh.height == 0:
+        return frame
+    fresh = fresh.with_columns(allocate_ids(ctx.conn, _t(m.Customer), fresh.height))
+    bulk_insert(
+        ctx.conn,
+        _t(m.Customer),
+        fresh.select(
+            "id",
+            "mobile",
+            "name",
+            pl.col("dealer_id").alias("home_dealer_id"),
+            pl.lit("valid").alias("mobile_status"),
+        ),
+    )
+    return (
+        frame.join(fresh.select("mobile", pl.col("id").alias("_new")), on="mobile", how="left")
+        .with_columns(pl.coalesce("customer_id", "_new").alias("customer_id"))
+        .drop("_new")
     )
 
 

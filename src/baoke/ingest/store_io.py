@@ -95,6 +95,8 @@ def fetch_by_keys(
         return pl.DataFrame(schema=schema)
     if len(key) == 1:
         return _fetch_single_key(conn, table, key[0], distinct.get_column(key[0]), wanted, schema)
+    if conn.dialect.name == "postgresql":
+        return _fetch_composite_pg(conn, table, key, distinct, wanted, schema)
     parts: list[pl.DataFrame] = []
     cols = [table.c[name] for name in wanted]
     target = tuple_(*(table.c[name] for name in key))
@@ -131,6 +133,41 @@ def _fetch_single_key(
     finally:
         cursor.close()
     return _from_sqlite(rows, schema)
+
+
+def _pg_type(column: Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, BigInteger | Integer | SmallInteger):
+        return "bigint"
+    if isinstance(kind, Date):
+        return "date"
+    if isinstance(kind, DateTime):
+        return "timestamptz"
+    if isinstance(kind, Boolean):
+        return "boolean"
+    return "text"
+
+
+def _fetch_composite_pg(
+    conn: Connection,
+    table: Table,
+    key: Sequence[str],
+    distinct: pl.DataFrame,
+    wanted: list[str],
+    schema: dict[str, pl.DataType],
+) -> pl.DataFrame:
+    """Composite keys on PostgreSQL: join against unnest()ed arrays, which the planner turns
+    into an index or hash join; a long ``(a, b) IN (...)`` list would be a filter per row."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    arrays = ", ".join(f"%s::{_pg_type(table.c[name])}[]" for name in key)
+    on = " AND ".join(f"t.{name} = k.{name}" for name in key)
+    names = ", ".join(f"t.{name}" for name in wanted)
+    sql = f"SELECT {names} FROM {table.name} t JOIN unnest({arrays}) AS k({', '.join(key)}) ON {on}"
+    with raw.cursor() as cursor:
+        cursor.execute(sql, [distinct.get_column(name).to_list() for name in key])
+        rows = cursor.fetchall()
+    return to_utc(_frame(rows, schema))
 
 
 def _from_sqlite(rows: list[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -386,3 +386,77 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(32))
     entity_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class CustomerProfile(Base):
+    """The latest profile of a customer (features that do not move by themselves every day).
+
+    The full profile, including day counts relative to the business date, lives in the
+    analytical snapshot; this table is what the operational side (playbooks, the web app)
+    reads. Written in bulk by ``baoke profiles refresh``, only for rows that changed.
+    """
+
+    __tablename__ = "customer_profiles"
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    is_owner: Mapped[bool] = mapped_column(Boolean)
+    value_tier: Mapped[str | None] = mapped_column(String(8), index=True)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), index=True)
+    spend_12m_fen: Mapped[int] = mapped_column(BigInteger)
+    visits_12m: Mapped[int] = mapped_column(Integer)
+    last_visit_date: Mapped[dt.date | None] = mapped_column(Date)
+    first_maintenance_done: Mapped[bool | None] = mapped_column(Boolean)
+    next_maintenance_due_date: Mapped[dt.date | None] = mapped_column(Date)
+    next_maintenance_due_km: Mapped[int | None] = mapped_column(Integer)
+    insurance_expiry: Mapped[dt.date | None] = mapped_column(Date)
+    warranty_end: Mapped[dt.date | None] = mapped_column(Date)
+    upgrade_intent: Mapped[int | None] = mapped_column(SmallInteger)
+    upgrade_reasons: Mapped[str | None] = mapped_column(Text)
+    churn_risk: Mapped[int | None] = mapped_column(SmallInteger)
+    churn_reasons: Mapped[str | None] = mapped_column(Text)
+    open_complaint: Mapped[bool] = mapped_column(Boolean)
+    sms_reachable: Mapped[bool] = mapped_column(Boolean)
+    wecom_reachable: Mapped[bool] = mapped_column(Boolean)
+    push_reachable: Mapped[bool] = mapped_column(Boolean)
+    email_reachable: Mapped[bool] = mapped_column(Boolean)
+    phone_reachable: Mapped[bool] = mapped_column(Boolean)
+    tags: Mapped[str | None] = mapped_column(Text)  # JSON array text
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now(), nullable=False
+    )
+
+
+class SegmentDefinition(Timestamped, Base):
+    """A segment or auto-tag rule as it was last evaluated (built-in or from a rule file)."""
+
+    __tablename__ = "segment_definitions"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))  # segment / tag
+    source: Mapped[str] = mapped_column(String(256))
+    sql: Mapped[str] = mapped_column(Text)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+    evaluated_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+class SegmentMembership(Base):
+    """One stay of a customer in a segment: entered, and exited (null while still a member).
+
+    Playbooks trigger on entry, so the history is kept rather than only the current members.
+    """
+
+    __tablename__ = "segment_memberships"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    segment: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    entered_on: Mapped[dt.date] = mapped_column(Date)
+    exited_on: Mapped[dt.date | None] = mapped_column(Date)
+
+
+Index(
+    "ix_segment_memberships_open",
+    SegmentMembership.segment,
+    SegmentMembership.exited_on,
+    SegmentMembership.customer_id,
+)

@@ -1,0 +1,315 @@
+"""Profile features as one set-based SQL query over the snapshot tables.
+
+Written in DuckDB's dialect and transpiled with sqlglot for Spark, so the same definitions run
+on both engines. Every feature is a column of ``profiles``; see ``schema.PROFILE_COLUMNS``.
+Scores are additive points with a readable reason per contribution, so an operator can see why
+a customer scores what it does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import sqlglot
+
+from baoke.config import ProfileSettings
+
+
+def day_start_utc(day: dt.date, zone: ZoneInfo) -> str:
+    """Midnight of a business day, as a naive UTC timestamp literal (events are stored in UTC)."""
+    local = dt.datetime.combine(day, dt.time(), tzinfo=zone)
+    return local.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def profile_sql(as_of: dt.date, cfg: ProfileSettings, zone: ZoneInfo) -> str:
+    """The query that computes every profile column for every customer, as of ``as_of``."""
+    end = day_start_utc(as_of + dt.timedelta(days=1), zone)
+    d30 = day_start_utc(as_of - dt.timedelta(days=29), zone)
+    d90 = day_start_utc(as_of - dt.timedelta(days=89), zone)
+    d365 = day_start_utc(as_of - dt.timedelta(days=364), zone)
+    p = {
+        "as_of": f"DATE '{as_of.isoformat()}'",
+        "end": f"TIMESTAMP '{end}'",
+        "d30": f"TIMESTAMP '{d30}'",
+        "d90": f"TIMESTAMP '{d90}'",
+        "d365": f"TIMESTAMP '{d365}'",
+        "high": cfg.tier_high_yuan * 100,
+        "mid": cfg.tier_mid_yuan * 100,
+        "km_day": cfg.default_km_per_year / 365.0,
+        "ikm": cfg.maintenance_interval_km,
+        "imon": cfg.maintenance_interval_months,
+        "fkm": cfg.first_maintenance_km,
+        "fmon": cfg.first_maintenance_months,
+        "newm": cfg.new_owner_months,
+        "onbm": cfg.onboarding_months,
+        "risk": cfg.at_risk_days,
+        "lost": cfg.lost_days,
+    }
+    return _SQL.format(**p)
+
+
+def spark_sql(sql: str) -> str:
+    """The same query in Spark SQL."""
+    return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+
+
+_SQL = """
+WITH
+veh AS (
+    SELECT customer_id, id AS vehicle_id, series, model,
+           COALESCE(delivery_date, purchase_date) AS delivery_date,
+           insurance_expiry, warranty_end,
+           COUNT(*) OVER (PARTITION BY customer_id) AS vehicle_count,
+           ROW_NUMBER() OVER (
+               PARTITION BY customer_id
+               ORDER BY COALESCE(delivery_date, purchase_date) DESC, id DESC
+           ) AS rn
+    FROM vehicles
+    WHERE customer_id IS NOT NULL AND COALESCE(delivery_date, purchase_date) <= {as_of}
+),
+pv AS (SELECT * FROM veh WHERE rn = 1),
+so AS (SELECT * FROM service_orders WHERE settled_on <= {as_of}),
+visits AS (
+    SELECT customer_id,
+           SUM(CASE WHEN settled_on > {as_of} - INTERVAL 365 DAY THEN amount_fen ELSE 0 END)
+               AS spend_12m,
+           COUNT(DISTINCT CASE WHEN settled_on > {as_of} - INTERVAL 365 DAY THEN settled_on END)
+               AS visits_12m,
+           SUM(CASE WHEN settled_on > {as_of} - INTERVAL 730 DAY
+                     AND settled_on <= {as_of} - INTERVAL 365 DAY THEN amount_fen ELSE 0 END)
+               AS spend_prev_12m,
+           MIN(settled_on) AS first_visit_date,
+           MAX(settled_on) AS last_visit_date,
+           COUNT(DISTINCT settled_on) AS visit_days
+    FROM so GROUP BY customer_id
+),
+maint AS (
+    SELECT vehicle_id, MAX(settled_on) AS last_maintenance_date,
+           MAX_BY(mileage_km, settled_on) AS last_maintenance_km
+    FROM so WHERE order_type = 'maintenance' GROUP BY vehicle_id
+),
+odo AS (
+    SELECT vehicle_id, MAX_BY(km, d) AS odometer_km, MAX(d) AS odometer_date
+    FROM (
+        SELECT vehicle_id, mileage_km AS km, settled_on AS d FROM so WHERE mileage_km IS NOT NULL
+        UNION ALL
+        SELECT vehicle_id, odometer_km AS km, read_on AS d FROM mileage_readings
+        WHERE read_on <= {as_of}
+    ) readings GROUP BY vehicle_id
+),
+ev AS (
+    SELECT e.customer_id,
+           SUM(CASE WHEN e.event_type = 'model_view' AND e.occurred_at >= {d30} THEN 1 ELSE 0 END)
+               AS model_views_30d,
+           SUM(CASE WHEN e.event_type = 'model_view' AND e.occurred_at >= {d30}
+                     AND e.target IS NOT NULL AND e.target <> COALESCE(pv.series, '')
+                    THEN 1 ELSE 0 END) AS new_model_views_30d,
+           MAX(CASE WHEN e.source = 'app' THEN 1 ELSE 0 END) AS app_active_90d
+    FROM events e LEFT JOIN pv ON pv.customer_id = e.customer_id
+    WHERE e.occurred_at >= {d90} AND e.occurred_at < {end}
+    GROUP BY e.customer_id
+),
+comp AS (
+    SELECT customer_id,
+           MAX(CASE WHEN status IN ('open', 'in_progress') THEN
+                   CASE severity WHEN 'severe' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END
+               END) AS open_level,
+           SUM(CASE WHEN opened_at >= {d365} THEN 1 ELSE 0 END) AS complaints_12m
+    FROM complaints WHERE opened_at < {end} GROUP BY customer_id
+),
+cons AS (
+    SELECT customer_id,
+           MAX(CASE WHEN channel = 'sms' AND granted AND (withdrawn_at IS NULL
+                    OR withdrawn_at >= {end}) THEN 1 ELSE 0 END) AS sms_ok,
+           MAX(CASE WHEN channel = 'wecom' AND NOT granted THEN 1 ELSE 0 END) AS wecom_refused,
+           MAX(CASE WHEN channel = 'push' AND granted AND (withdrawn_at IS NULL
+                    OR withdrawn_at >= {end}) THEN 1 ELSE 0 END) AS push_ok,
+           MAX(CASE WHEN channel = 'email' AND granted AND (withdrawn_at IS NULL
+                    OR withdrawn_at >= {end}) THEN 1 ELSE 0 END) AS email_ok,
+           MAX(CASE WHEN channel = 'phone' AND granted AND (withdrawn_at IS NULL
+                    OR withdrawn_at >= {end}) THEN 1 ELSE 0 END) AS phone_ok,
+           MAX(CASE WHEN withdrawn_at >= {d90} AND withdrawn_at < {end} THEN 1 ELSE 0 END)
+               AS unsubscribed_90d
+    FROM consents WHERE purpose = 'marketing' GROUP BY customer_id
+),
+wc AS (
+    SELECT customer_id,
+           MAX(CASE WHEN added_at < {end} AND (deleted_at IS NULL OR deleted_at >= {end})
+                    THEN 1 ELSE 0 END) AS wecom_friend,
+           MAX(CASE WHEN deleted_by = 'customer' AND deleted_at >= {d365} AND deleted_at < {end}
+                    THEN 1 ELSE 0 END) AS wecom_deleted
+    FROM wecom_relations WHERE customer_id IS NOT NULL GROUP BY customer_id
+),
+ld AS (
+    SELECT customer_id, status AS lead_status, stage AS lead_stage,
+           lost_reason AS lead_lost_reason, model_of_interest AS lead_model_of_interest,
+           lost_on AS lead_lost_on
+    FROM (
+        SELECT *, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY created_on DESC, id DESC)
+            AS rn
+        FROM leads WHERE customer_id IS NOT NULL AND created_on <= {as_of}
+    ) ranked WHERE rn = 1
+),
+base AS (
+    SELECT c.id AS customer_id,
+           {as_of} AS as_of,
+           c.home_dealer_id,
+           pv.vehicle_id IS NOT NULL AS is_owner,
+           COALESCE(pv.vehicle_count, 0) AS vehicle_count,
+           pv.vehicle_id, pv.series, pv.model, pv.delivery_date,
+           ROUND(DATE_DIFF('day', pv.delivery_date, {as_of}) / 365.25, 1) AS car_age_years,
+           CAST(FLOOR(DATE_DIFF('day', pv.delivery_date, {as_of}) / 30.4375) AS BIGINT)
+               AS months_since_delivery,
+           COALESCE(v.spend_12m, 0) AS spend_12m,
+           COALESCE(v.visits_12m, 0) AS visits_12m,
+           COALESCE(v.spend_prev_12m, 0) AS spend_prev_12m,
+           v.first_visit_date, v.last_visit_date,
+           DATE_DIFF('day', COALESCE(v.last_visit_date, pv.delivery_date), {as_of})
+               AS days_since_last_visit,
+           CASE WHEN v.visit_days > 1 THEN CAST(ROUND(
+               DATE_DIFF('day', v.first_visit_date, v.last_visit_date) / (v.visit_days - 1))
+               AS BIGINT) END AS visit_interval_days,
+           CASE WHEN pv.vehicle_id IS NOT NULL THEN m.last_maintenance_date IS NOT NULL END
+               AS first_maintenance_done,
+           m.last_maintenance_date,
+           m.last_maintenance_km,
+           o.odometer_km, o.odometer_date,
+           CASE WHEN o.odometer_km > 0 AND DATE_DIFF('day', pv.delivery_date, o.odometer_date) >= 30
+                THEN o.odometer_km / DATE_DIFF('day', pv.delivery_date, o.odometer_date)
+                ELSE {km_day} END AS km_per_day,
+           pv.insurance_expiry, pv.warranty_end,
+           COALESCE(e.model_views_30d, 0) AS model_views_30d,
+           COALESCE(e.new_model_views_30d, 0) AS new_model_views_30d,
+           COALESCE(e.app_active_90d, 0) = 1 AS app_active_90d,
+           cp.open_level,
+           COALESCE(cp.complaints_12m, 0) AS complaints_12m,
+           c.mobile IS NOT NULL AND c.mobile_status = 'valid' AS mobile_valid,
+           COALESCE(cs.sms_ok, 0) = 1 AS sms_ok,
+           COALESCE(cs.wecom_refused, 0) = 1 AS wecom_refused,
+           COALESCE(cs.push_ok, 0) = 1 AS push_ok,
+           COALESCE(cs.email_ok, 0) = 1 AS email_ok,
+           COALESCE(cs.phone_ok, 0) = 1 AS phone_ok,
+           COALESCE(cs.unsubscribed_90d, 0) = 1 AS unsubscribed_90d,
+           COALESCE(w.wecom_friend, 0) = 1 AS wecom_friend,
+           COALESCE(w.wecom_deleted, 0) = 1 AS wecom_deleted_by_customer,
+           l.lead_status, l.lead_stage, l.lead_lost_reason, l.lead_model_of_interest,
+           l.lead_lost_on,
+           CAST(FLOOR(DATE_DIFF('day', c.birthday, {as_of}) / 365.25) AS BIGINT) AS age,
+           c.city, c.family, c.email, c.tags AS imported_tags
+    FROM customers c
+    LEFT JOIN pv ON pv.customer_id = c.id
+    LEFT JOIN visits v ON v.customer_id = c.id
+    LEFT JOIN maint m ON m.vehicle_id = pv.vehicle_id
+    LEFT JOIN odo o ON o.vehicle_id = pv.vehicle_id
+    LEFT JOIN ev e ON e.customer_id = c.id
+    LEFT JOIN comp cp ON cp.customer_id = c.id
+    LEFT JOIN cons cs ON cs.customer_id = c.id
+    LEFT JOIN wc w ON w.customer_id = c.id
+    LEFT JOIN ld l ON l.customer_id = c.id
+),
+due AS (
+    SELECT *,
+           CASE WHEN NOT is_owner THEN NULL
+                WHEN last_maintenance_date IS NULL THEN CAST(LEAST(
+                    delivery_date + INTERVAL {fmon} MONTH,
+                    delivery_date + CAST(CEIL({fkm} / km_per_day) AS INTEGER)) AS DATE)
+                ELSE CAST(LEAST(
+                    last_maintenance_date + INTERVAL {imon} MONTH,
+                    last_maintenance_date + CAST(CEIL({ikm} / km_per_day) AS INTEGER)) AS DATE)
+           END AS next_maintenance_due_date,
+           CASE WHEN NOT is_owner THEN NULL
+                WHEN last_maintenance_date IS NULL THEN {fkm}
+                ELSE COALESCE(last_maintenance_km, odometer_km, 0) + {ikm}
+           END AS next_maintenance_due_km,
+           CASE WHEN NOT is_owner THEN NULL
+                WHEN months_since_delivery < {newm} THEN 'new_owner'
+                WHEN months_since_delivery < {onbm} THEN 'onboarding'
+                WHEN days_since_last_visit < {risk} THEN 'maintained'
+                WHEN days_since_last_visit < {lost} THEN 'at_risk'
+                ELSE 'lost' END AS owner_stage,
+           GREATEST(90, LEAST(365, COALESCE(visit_interval_days, 180))) AS rhythm
+    FROM base
+),
+scored AS (
+    SELECT *,
+        -- upgrade intent: points per signal (DOMAIN: car >= 5 years + new-model views …)
+        CASE WHEN car_age_years >= 8 THEN 40 WHEN car_age_years >= 5 THEN 30 ELSE 0 END
+            AS up_age,
+        LEAST(30, 10 * new_model_views_30d) AS up_views,
+        CASE WHEN odometer_km >= 100000 THEN 15 ELSE 0 END AS up_km,
+        CASE WHEN lead_status = 'open' THEN 20 ELSE 0 END AS up_lead,
+        CASE WHEN family LIKE '%孩%' OR family LIKE '%二胎%' THEN 10 ELSE 0 END AS up_family,
+        -- churn risk: overdue against the owner's own rhythm, then aggravating signals
+        CASE WHEN is_owner THEN CAST(LEAST(50, GREATEST(0,
+            (days_since_last_visit * 1.0 / rhythm - 0.8) * 50)) AS BIGINT) ELSE 0 END AS ch_late,
+        CASE WHEN spend_prev_12m > 0 AND spend_12m < spend_prev_12m * 0.5 THEN 15 ELSE 0 END
+            AS ch_spend,
+        CASE WHEN open_level = 3 THEN 20 WHEN open_level IS NOT NULL THEN 15
+             WHEN complaints_12m > 0 THEN 10 ELSE 0 END AS ch_complaint,
+        CASE WHEN unsubscribed_90d THEN 10 ELSE 0 END AS ch_unsub,
+        CASE WHEN wecom_deleted_by_customer THEN 15 ELSE 0 END AS ch_wecom,
+        CASE WHEN is_owner AND NOT first_maintenance_done AND months_since_delivery >= 9
+             THEN 10 ELSE 0 END AS ch_first
+    FROM due
+)
+SELECT
+    customer_id, as_of, home_dealer_id, is_owner, vehicle_count, vehicle_id, series, model,
+    delivery_date, car_age_years, months_since_delivery,
+    spend_12m, visits_12m, spend_prev_12m,
+    CASE WHEN NOT is_owner THEN NULL WHEN spend_12m >= {high} THEN 'high'
+         WHEN spend_12m >= {mid} THEN 'mid' ELSE 'low' END AS value_tier,
+    COALESCE(owner_stage, CASE WHEN lead_status = 'open' THEN 'prospect'
+                               WHEN lead_status = 'lost' THEN 'lost_lead'
+                               ELSE 'contact' END) AS lifecycle_stage,
+    first_visit_date, last_visit_date,
+    CASE WHEN is_owner THEN days_since_last_visit END AS days_since_last_visit,
+    visit_interval_days, first_maintenance_done, last_maintenance_date,
+    odometer_km, odometer_date, ROUND(km_per_day, 2) AS km_per_day,
+    next_maintenance_due_date, next_maintenance_due_km,
+    DATE_DIFF('day', {as_of}, next_maintenance_due_date) AS days_to_maintenance,
+    insurance_expiry, DATE_DIFF('day', {as_of}, insurance_expiry) AS days_to_insurance_expiry,
+    warranty_end, model_views_30d, new_model_views_30d, app_active_90d,
+    CAST(CASE WHEN NOT is_owner THEN up_views + up_lead
+         WHEN months_since_delivery < 12 THEN LEAST(10, up_views)
+         ELSE LEAST(100, up_age + up_views + up_km + up_lead + up_family) END AS INTEGER)
+        AS upgrade_intent,
+    NULLIF(CONCAT_WS('；',
+        CASE WHEN is_owner AND months_since_delivery < 12 THEN '新车车主，不推新车' END,
+        CASE WHEN up_age > 0 AND months_since_delivery >= 12
+             THEN '车龄' || CAST(car_age_years AS VARCHAR) || '年' END,
+        CASE WHEN up_views > 0 THEN '近30天浏览其他车型' || CAST(new_model_views_30d AS VARCHAR)
+             || '次' END,
+        CASE WHEN up_km > 0 AND months_since_delivery >= 12 THEN '里程'
+             || CAST(ROUND(odometer_km / 10000.0, 1) AS VARCHAR) || '万公里' END,
+        CASE WHEN up_lead > 0 THEN '有在跟进的购车线索' END,
+        CASE WHEN up_family > 0 AND months_since_delivery >= 12 THEN '家庭情况: ' || family END
+    ), '') AS upgrade_reasons,
+    CAST(CASE WHEN is_owner THEN LEAST(100,
+        ch_late + ch_spend + ch_complaint + ch_unsub + ch_wecom + ch_first) END AS INTEGER)
+        AS churn_risk,
+    CASE WHEN is_owner THEN NULLIF(CONCAT_WS('；',
+        CASE WHEN ch_late > 0 THEN '距上次到店' || CAST(days_since_last_visit AS VARCHAR)
+             || '天，超出自身节奏(约' || CAST(rhythm AS VARCHAR) || '天)' END,
+        CASE WHEN ch_spend > 0 THEN '消费下降: 近12个月¥' || CAST(spend_12m // 100 AS VARCHAR)
+             || '，前12个月¥' || CAST(spend_prev_12m // 100 AS VARCHAR) END,
+        CASE WHEN open_level IS NOT NULL THEN '有未结投诉'
+             WHEN ch_complaint > 0 THEN '近12个月有投诉' END,
+        CASE WHEN ch_unsub > 0 THEN '近90天退订' END,
+        CASE WHEN ch_wecom > 0 THEN '客户删除了企微好友' END,
+        CASE WHEN ch_first > 0 THEN '首保未做' END
+    ), '') END AS churn_reasons,
+    open_level IS NOT NULL AS open_complaint,
+    CASE open_level WHEN 3 THEN 'severe' WHEN 2 THEN 'medium' WHEN 1 THEN 'light' END
+        AS open_complaint_severity,
+    complaints_12m, mobile_valid,
+    mobile_valid AND sms_ok AS sms_reachable,
+    wecom_friend AND NOT wecom_refused AS wecom_reachable,
+    push_ok AND app_active_90d AS push_reachable,
+    email IS NOT NULL AND email_ok AS email_reachable,
+    mobile_valid AND phone_ok AS phone_reachable,
+    unsubscribed_90d, wecom_deleted_by_customer,
+    lead_status, lead_stage, lead_lost_reason, lead_model_of_interest, lead_lost_on,
+    age, city, family, imported_tags
+FROM scored
+"""

@@ -1,0 +1,353 @@
+"""The analytical snapshot: the operational tables the profile engine reads, kept in DuckDB.
+
+The first refresh copies every table (cold); later refreshes read only rows changed since the
+table's high-water mark — ``updated_at`` for mutable tables, ``id`` for append-only ones — and
+replace them in the snapshot (delete by id, insert). Reads go through ADBC, which hands Arrow
+batches straight from SQLite or PostgreSQL (COPY) to DuckDB without Python objects per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy.engine import make_url
+
+from baoke.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SnapshotTable:
+    """One mirrored table: its columns with DuckDB types and how changes are found."""
+
+    name: str  # name in the snapshot
+    source: str  # name in the operational store
+    columns: tuple[tuple[str, str], ...]  # (column, DuckDB type)
+    mark: str  # "updated_at" or "id"
+    window_column: str | None = None  # only rows with this time inside the events window
+
+
+TABLES: tuple[SnapshotTable, ...] = (
+    SnapshotTable(
+        "customers",
+        "customers",
+        (
+            ("id", "BIGINT"),
+            ("mobile", "VARCHAR"),
+            ("mobile_status", "VARCHAR"),
+            ("name", "VARCHAR"),
+            ("title", "VARCHAR"),
+            ("email", "VARCHAR"),
+            ("city", "VARCHAR"),
+            ("birthday", "DATE"),
+            ("family", "VARCHAR"),
+            ("home_dealer_id", "BIGINT"),
+            ("tags", "VARCHAR"),
+            ("updated_at", "TIMESTAMP"),
+        ),
+        "updated_at",
+    ),
+    SnapshotTable(
+        "vehicles",
+        "vehicles",
+        (
+            ("id", "BIGINT"),
+            ("customer_id", "BIGINT"),
+            ("dealer_id", "BIGINT"),
+            ("series", "VARCHAR"),
+            ("model", "VARCHAR"),
+            ("purchase_date", "DATE"),
+            ("delivery_date", "DATE"),
+            ("insurance_expiry", "DATE"),
+            ("warranty_end", "DATE"),
+            ("updated_at", "TIMESTAMP"),
+        ),
+        "updated_at",
+    ),
+    SnapshotTable(
+        "service_orders",
+        "service_orders",
+        (
+            ("id", "BIGINT"),
+            ("customer_id", "BIGINT"),
+            ("vehicle_id", "BIGINT"),
+            ("dealer_id", "BIGINT"),
+            ("order_type", "VARCHAR"),
+            ("settled_on", "DATE"),
+            ("amount_fen", "BIGINT"),
+            ("mileage_km", "BIGINT"),
+            ("updated_at", "TIMESTAMP"),
+        ),
+        "updated_at",
+    ),
+    SnapshotTable(
+        "mileage_readings",
+        "mileage_readings",
+        (
+            ("id", "BIGINT"),
+            ("vehicle_id", "BIGINT"),
+            ("read_on", "DATE"),
+            ("odometer_km", "BIGINT"),
+        ),
+        "id",
+    ),
+    SnapshotTable(
+        "leads",
+        "leads",
+        (
+            ("id", "BIGINT"),
+            ("customer_id", "BIGINT"),
+            ("dealer_id", "BIGINT"),
+            ("stage", "VARCHAR"),
+            ("status", "VARCHAR"),
+            ("lost_reason", "VARCHAR"),
+            ("model_of_interest", "VARCHAR"),
+            ("created_on", "DATE"),
+            ("lost_on", "DATE"),
+            ("updated_at", "TIMESTAMP"),
+        ),
+        "updated_at",
+    ),
+    SnapshotTable(
+        "complaints",
+        "complaints",
+        (
+            ("id", "BIGINT"),
+            ("customer_id", "BIGINT"),
+            ("dealer_id", "BIGINT"),
+            ("severity", "VARCHAR"),
+            ("status", "VARCHAR"),
+            ("satisfaction", "BIGINT"),
+            ("opened_at", "TIMESTAMP"),
+            ("resolved_at", "TIMESTAMP"),
+            ("updated_at", "TIMESTAMP"),
+        ),
+        "updated_at",
+    ),
+    SnapshotTable(
+        "consents",
+        "consents",
+        (
+            ("id", "BIGINT"),
+            ("customer_id", "BIGINT"),
+            ("channel", "VARCHAR"),
+            ("purpose", "VARCHAR"),
+            ("granted", "BOOLEAN"),
+            ("granted_at", "TIMESTAMP"),
+            ("withdrawn_at", "TIMESTAMP"),
+            ("updated_at", "TIMESTAMP"),
+        ),
+        "updated_at",
+    ),
+    SnapshotTable(
+        "events",
+        "behaviour_events",
+        (
+            ("id", "BIGINT"),
+            ("customer_id", "BIGINT"),
+            ("occurred_at", "TIMESTAMP"),
+            ("event_type", "VARCHAR"),
+            ("source", "VARCHAR"),
+            ("target", "VARCHAR"),
+        ),
+        "id",
+        window_column="occurred_at",
+    ),
+    SnapshotTable(
+        "wecom_relations",
+        "wecom_relations",
+        (
+            ("id", "BIGINT"),
+            ("customer_id", "BIGINT"),
+            ("staff_id", "BIGINT"),
+            ("state", "VARCHAR"),
+            ("added_at", "TIMESTAMP"),
+            ("deleted_at", "TIMESTAMP"),
+            ("deleted_by", "VARCHAR"),
+            ("updated_at", "TIMESTAMP"),
+        ),
+        "updated_at",
+    ),
+)
+
+# On PostgreSQL a transaction stamps its rows with its start time and may commit after a
+# refresh has seen later rows, so refreshes re-read a margin before the mark. SQLite has one
+# writer at a time: rows committed later always carry later times, so no margin is needed.
+MARK_MARGIN = {"postgresql": dt.timedelta(minutes=10), "sqlite": dt.timedelta(0)}
+
+
+@dataclass
+class SnapshotStats:
+    """What a snapshot refresh read."""
+
+    cold: bool
+    rows_read: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def adbc_uri(url: str) -> tuple[str, str]:
+    """("sqlite"|"postgresql", driver URI) for a SQLAlchemy URL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return "sqlite", parsed.database or ":memory:"
+    if backend == "postgresql":
+        plain = parsed.set(drivername="postgresql")
+        return "postgresql", plain.render_as_string(hide_password=False)
+    raise ConfigError(f"the profile engine reads SQLite or PostgreSQL, not {backend}")
+
+
+@contextmanager
+def _source(url: str) -> Iterator[Any]:
+    backend, uri = adbc_uri(url)
+    if backend == "sqlite":
+        import adbc_driver_sqlite.dbapi as sqlite_dbapi
+
+        conn = sqlite_dbapi.connect(uri)
+    else:
+        import adbc_driver_postgresql.dbapi as pg_dbapi
+
+        conn = pg_dbapi.connect(uri)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+class Snapshot:
+    """The DuckDB file holding the mirrored tables and their high-water marks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = duckdb.connect(str(path))
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS _marks (tbl VARCHAR PRIMARY KEY, mark VARCHAR, "
+            "source_url VARCHAR)"
+        )
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        self.db.close()
+
+    def refresh(self, url: str, as_of: dt.date, events_window_days: int) -> SnapshotStats:
+        """Bring every table up to date with the store at ``url``."""
+        started = time.perf_counter()
+        marks = dict(self.db.execute("SELECT tbl, mark FROM _marks").fetchall())
+        owner = self.db.execute("SELECT DISTINCT source_url FROM _marks").fetchall()
+        if owner and owner[0][0] != _fingerprint(url):
+            # Another store: start over rather than mix two stores' rows.
+            marks = {}
+        cold = not marks
+        window_start = as_of - dt.timedelta(days=events_window_days)
+        stats = SnapshotStats(cold=cold)
+        with _source(url) as source:
+            for table in TABLES:
+                stats.rows_read[table.name] = self._refresh_table(
+                    source,
+                    table,
+                    marks.get(table.name),
+                    window_start,
+                    adbc_uri(url)[0],
+                )
+        self.db.execute("DELETE FROM _marks")
+        for table in TABLES:
+            mark = self._current_mark(table)
+            self.db.execute(
+                "INSERT INTO _marks VALUES (?, ?, ?)", [table.name, mark, _fingerprint(url)]
+            )
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def _refresh_table(
+        self,
+        source: Any,
+        table: SnapshotTable,
+        mark: str | None,
+        window_start: dt.date,
+        backend: str,
+    ) -> int:
+        select = ", ".join(name for name, _ in table.columns)
+        zone = "+00" if backend == "postgresql" else ""  # marks are naive UTC
+        conditions = []
+        if mark is not None:
+            if table.mark == "id":
+                conditions.append(f"id > {int(mark)}")
+            else:
+                # Whole seconds, compared with >=: SQLite stamps rows to the second, so rows
+                # written in the mark's own second after the last refresh are read again.
+                since = dt.datetime.fromisoformat(mark) - MARK_MARGIN[backend]
+                conditions.append(f"updated_at >= '{since:%Y-%m-%d %H:%M:%S}{zone}'")
+        if table.window_column:
+            conditions.append(f"{table.window_column} >= '{window_start:%Y-%m-%d}{zone}'")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        cursor = source.cursor()
+        try:
+            cursor.execute(f"SELECT {select} FROM {table.source}{where}")
+            arrow = cursor.fetch_arrow_table()
+        finally:
+            cursor.close()
+        arrow = _naive_utc(arrow)
+        typed = ", ".join(
+            f"CAST({_cast_source(name, kind, arrow.schema.field(name).type)} AS {kind}) AS {name}"
+            for name, kind in table.columns
+        )
+        self.db.register("_delta", arrow)
+        try:
+            if mark is None:
+                self.db.execute(
+                    f"CREATE OR REPLACE TABLE {table.name} AS SELECT {typed} FROM _delta"
+                )
+            elif arrow.num_rows:
+                self.db.execute(
+                    f"DELETE FROM {table.name} WHERE id IN (SELECT CAST(id AS BIGINT) FROM _delta)"
+                )
+                self.db.execute(f"INSERT INTO {table.name} SELECT {typed} FROM _delta")
+            if table.window_column:
+                self.db.execute(
+                    f"DELETE FROM {table.name} WHERE {table.window_column} < "
+                    f"TIMESTAMP '{window_start:%Y-%m-%d}'"
+                )
+        finally:
+            self.db.unregister("_delta")
+        return int(arrow.num_rows)
+
+    def _current_mark(self, table: SnapshotTable) -> str | None:
+        column = "id" if table.mark == "id" else "updated_at"
+        row = self.db.execute(f"SELECT max({column}) FROM {table.name}").fetchone()
+        if row is None or row[0] is None:
+            return "0" if table.mark == "id" else None
+        return str(row[0])
+
+    def table_arrow(self, name: str) -> pa.Table:
+        """A whole snapshot table as Arrow (used to hand the same data to Spark)."""
+        return self.db.execute(f"SELECT * FROM {name}").fetch_arrow_table()
+
+
+def _naive_utc(arrow: pa.Table) -> pa.Table:
+    """PostgreSQL's timestamptz arrives zoned; the snapshot keeps naive UTC timestamps."""
+    for index, column in enumerate(arrow.schema):
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            naive = arrow.column(index).cast(pa.timestamp(column.type.unit))
+            arrow = arrow.set_column(index, column.name, naive)
+    return arrow
+
+
+def _cast_source(name: str, kind: str, arrow_type: pa.DataType) -> str:
+    # SQLite gives dates and times as text in SQLAlchemy's format ('2024-03-01' or
+    # '2024-03-01 10:00:00.000000'), PostgreSQL typed values; both cast cleanly, except a
+    # date stored as text with a time part.
+    if kind == "DATE" and pa.types.is_string(arrow_type):
+        return f"{name}[1:10]"
+    return name
+
+
+def _fingerprint(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
