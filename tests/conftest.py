@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from baoke.store.db import ensure_schema, make_engine
@@ -56,13 +56,10 @@ def _pg_schema_engine() -> Iterator[Engine]:
     admin = create_engine(pg_url())
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(pg_url())
-
-    @event.listens_for(engine, "connect")
-    def _search_path(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-        with dbapi_conn.cursor() as cursor:
-            cursor.execute(f'SET search_path TO "{schema}"')
-        dbapi_conn.commit()
+    # The schema travels in the URL (libpq options), so every client of this URL, SQLAlchemy
+    # or ADBC, lands in the test's own schema.
+    sep = "&" if "?" in pg_url() else "?"
+    engine = make_engine(f"{pg_url()}{sep}options=-csearch_path%3D{schema}")
 
     try:
         yield engine

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -13,6 +14,9 @@ from sqlalchemy import Engine, func, select
 
 from baoke.config import Settings
 from baoke.ingest.pipeline import ImportSummary, find_kind_files, import_file
+from baoke.privacy import mask_mobile, mask_name
+from baoke.profiles.commands import all_definitions
+from baoke.profiles.engine import RefreshResult, refresh_profiles, snapshot_path
 from baoke.simulate.generator import GenerateConfig, GenerateResult, generate
 from baoke.store import models as m
 from baoke.store.db import ensure_schema, make_engine, redact
@@ -67,6 +71,11 @@ def run_demo(
             )
     _print_imports(console, summaries, result)
     _print_store(console, engine)
+    with console.status("computing profiles, tags and segments …"):
+        refreshed = refresh_profiles(
+            settings, engine, result.config.today, all_definitions(settings)
+        )
+    _print_profiles(console, settings, refreshed)
     _print_where(console, settings, out_dir, summaries, time.perf_counter() - started)
     return summaries
 
@@ -140,6 +149,75 @@ def _print_store(console: Console, engine: Engine) -> None:
     console.print(table)
 
 
+TIERS = ("high", "mid", "low")
+STAGES = ("new_owner", "onboarding", "maintained", "at_risk", "lost")
+EXAMPLES = (
+    ("at high churn risk", "is_owner AND churn_risk >= 70 ORDER BY churn_risk DESC, customer_id"),
+    ("an upgrade candidate", "upgrade_intent >= 60 ORDER BY upgrade_intent DESC, customer_id"),
+    (
+        "a new owner, first maintenance coming",
+        "lifecycle_stage = 'new_owner' AND NOT first_maintenance_done ORDER BY customer_id",
+    ),
+)
+
+
+def _print_profiles(console: Console, settings: Settings, refreshed: RefreshResult) -> None:
+    db = duckdb.connect(str(snapshot_path(settings)), read_only=True)
+    try:
+        cells = dict(
+            ((tier, stage), n)
+            for tier, stage, n in db.execute(
+                "SELECT value_tier, lifecycle_stage, count(*) FROM profiles WHERE is_owner "
+                "GROUP BY ALL"
+            ).fetchall()
+        )
+        others = db.execute(
+            "SELECT lifecycle_stage, count(*) FROM profiles WHERE NOT is_owner GROUP BY ALL "
+            "ORDER BY ALL"
+        ).fetchall()
+        examples = []
+        for label, where in EXAMPLES:
+            row = db.execute(
+                "SELECT p.customer_id, c.name, c.mobile, p.value_tier, p.lifecycle_stage, "
+                "p.series, p.car_age_years, p.upgrade_intent, p.upgrade_reasons, p.churn_risk, "
+                "p.churn_reasons, p.next_maintenance_due_date "
+                f"FROM profiles p JOIN customers c ON c.id = p.customer_id WHERE {where} LIMIT 1"
+            ).fetchall()
+            if row:
+                examples.append((label, row[0]))
+    finally:
+        db.close()
+    table = Table(
+        title=f"4) Owners by value tier and lifecycle stage, as of {refreshed.as_of} "
+        f"({refreshed.seconds:.1f}s)",
+        title_justify="left",
+    )
+    table.add_column("tier \\ stage")
+    for stage in STAGES:
+        table.add_column(stage, justify="right")
+    table.add_column("all", justify="right")
+    for tier in TIERS:
+        counts = [int(cells.get((tier, stage), 0)) for stage in STAGES]
+        table.add_row(tier, *(f"{n:,}" for n in counts), f"{sum(counts):,}")
+    console.print(table)
+    console.print("Not owners: " + ", ".join(f"{stage} {n:,}" for stage, n in others))
+    biggest = sorted(refreshed.segments.items(), key=lambda kv: -kv[1])
+    console.print("Segments: " + ", ".join(f"{name} {n:,}" for name, n in biggest))
+    for label, example in examples:
+        (cid, name, mobile, tier, stage, series, age, up, up_why, risk, risk_why, due) = example
+        console.print(
+            Panel(
+                f"{mask_name(name)} {mask_mobile(mobile)} · {series} · car age {age} years · "
+                f"tier {tier} · {stage}\n"
+                f"churn risk {risk}: {risk_why or '—'}\n"
+                f"upgrade intent {up}: {up_why or '—'}\n"
+                f"next maintenance due {due}   (baoke profiles show {cid})",
+                title=f"example: {label}",
+                title_align="left",
+            )
+        )
+
+
 def _print_where(
     console: Console,
     settings: Settings,
@@ -153,6 +231,9 @@ def _print_where(
         f"generated files:  {out_dir}",
         f"quarantine files: {len(quarantine_files)} (next to each input, *.quarantine.csv)",
         "",
+        f"analytics:        {snapshot_path(settings)} (DuckDB snapshot and profiles)",
+        "",
+        "explore:  baoke segments list · baoke segments show at_risk · baoke profiles show ID",
         "next: import your own DMS exports, e.g.",
         "  baoke import customers 客户资料.csv     (CSV in UTF-8 or GBK, XLSX, JSON Lines)",
         "  baoke import service-orders 工单.xlsx --mapping my-headers.yaml",

@@ -72,13 +72,13 @@ pv AS (SELECT * FROM veh WHERE rn = 1),
 so AS (SELECT * FROM service_orders WHERE settled_on <= {as_of}),
 visits AS (
     SELECT customer_id,
-           SUM(CASE WHEN settled_on > {as_of} - INTERVAL 365 DAY THEN amount_fen ELSE 0 END)
-               AS spend_12m,
+           CAST(SUM(CASE WHEN settled_on > {as_of} - INTERVAL 365 DAY
+                         THEN amount_fen ELSE 0 END) AS BIGINT) AS spend_12m,
            COUNT(DISTINCT CASE WHEN settled_on > {as_of} - INTERVAL 365 DAY THEN settled_on END)
                AS visits_12m,
-           SUM(CASE WHEN settled_on > {as_of} - INTERVAL 730 DAY
-                     AND settled_on <= {as_of} - INTERVAL 365 DAY THEN amount_fen ELSE 0 END)
-               AS spend_prev_12m,
+           CAST(SUM(CASE WHEN settled_on > {as_of} - INTERVAL 730 DAY
+                          AND settled_on <= {as_of} - INTERVAL 365 DAY
+                         THEN amount_fen ELSE 0 END) AS BIGINT) AS spend_prev_12m,
            MIN(settled_on) AS first_visit_date,
            MAX(settled_on) AS last_visit_date,
            COUNT(DISTINCT settled_on) AS visit_days
@@ -100,11 +100,11 @@ odo AS (
 ),
 ev AS (
     SELECT e.customer_id,
-           SUM(CASE WHEN e.event_type = 'model_view' AND e.occurred_at >= {d30} THEN 1 ELSE 0 END)
-               AS model_views_30d,
-           SUM(CASE WHEN e.event_type = 'model_view' AND e.occurred_at >= {d30}
+           CAST(SUM(CASE WHEN e.event_type = 'model_view' AND e.occurred_at >= {d30}
+                         THEN 1 ELSE 0 END) AS BIGINT) AS model_views_30d,
+           CAST(SUM(CASE WHEN e.event_type = 'model_view' AND e.occurred_at >= {d30}
                      AND e.target IS NOT NULL AND e.target <> COALESCE(pv.series, '')
-                    THEN 1 ELSE 0 END) AS new_model_views_30d,
+                    THEN 1 ELSE 0 END) AS BIGINT) AS new_model_views_30d,
            MAX(CASE WHEN e.source = 'app' THEN 1 ELSE 0 END) AS app_active_90d
     FROM events e LEFT JOIN pv ON pv.customer_id = e.customer_id
     WHERE e.occurred_at >= {d90} AND e.occurred_at < {end}
@@ -115,7 +115,7 @@ comp AS (
            MAX(CASE WHEN status IN ('open', 'in_progress') THEN
                    CASE severity WHEN 'severe' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END
                END) AS open_level,
-           SUM(CASE WHEN opened_at >= {d365} THEN 1 ELSE 0 END) AS complaints_12m
+           CAST(SUM(CASE WHEN opened_at >= {d365} THEN 1 ELSE 0 END) AS BIGINT) AS complaints_12m
     FROM complaints WHERE opened_at < {end} GROUP BY customer_id
 ),
 cons AS (
@@ -241,8 +241,11 @@ scored AS (
         CASE WHEN lead_status = 'open' THEN 20 ELSE 0 END AS up_lead,
         CASE WHEN family LIKE '%孩%' OR family LIKE '%二胎%' THEN 10 ELSE 0 END AS up_family,
         -- churn risk: overdue against the owner's own rhythm, then aggravating signals
+        -- 50 × (days / rhythm − 0.8) in integers: decimal and double arithmetic (DuckDB,
+        -- Spark) would round differently at the boundaries.
         CASE WHEN is_owner THEN CAST(LEAST(50, GREATEST(0,
-            (days_since_last_visit * 1.0 / rhythm - 0.8) * 50)) AS BIGINT) ELSE 0 END AS ch_late,
+            (days_since_last_visit * 50 - rhythm * 40) // rhythm)) AS BIGINT) ELSE 0 END
+            AS ch_late,
         CASE WHEN spend_prev_12m > 0 AND spend_12m < spend_prev_12m * 0.5 THEN 15 ELSE 0 END
             AS ch_spend,
         CASE WHEN open_level = 3 THEN 20 WHEN open_level IS NOT NULL THEN 15

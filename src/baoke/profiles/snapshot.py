@@ -9,9 +9,11 @@ batches straight from SQLite or PostgreSQL (COPY) to DuckDB without Python objec
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import duckdb
 import pyarrow as pa
 from sqlalchemy.engine import make_url
 
-from baoke.errors import ConfigError
+from baoke.errors import BaokeError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -204,21 +206,41 @@ def adbc_uri(url: str) -> tuple[str, str]:
     raise ConfigError(f"the profile engine reads SQLite or PostgreSQL, not {backend}")
 
 
-@contextmanager
-def _source(url: str) -> Iterator[Any]:
-    backend, uri = adbc_uri(url)
-    if backend == "sqlite":
-        import adbc_driver_sqlite.dbapi as sqlite_dbapi
+def fetch_arrow(url: str, queries: dict[str, str]) -> dict[str, pa.Table]:
+    """Run ``queries`` against the store; one Arrow table per query.
 
-        conn = sqlite_dbapi.connect(uri)
-    else:
+    PostgreSQL: ADBC in this process (binary COPY). SQLite: ADBC in a child process (see
+    ``sqlite_reader`` for why), handing the results over as memory-mapped Arrow files.
+    """
+    backend, uri = adbc_uri(url)
+    if backend == "postgresql":
         import adbc_driver_postgresql.dbapi as pg_dbapi
 
-        conn = pg_dbapi.connect(uri)
-    try:
-        yield conn
-    finally:
-        conn.close()
+        tables = {}
+        with pg_dbapi.connect(uri) as conn:
+            for name, sql in queries.items():
+                with conn.cursor() as cursor:
+                    cursor.execute(sql)
+                    tables[name] = cursor.fetch_arrow_table()
+        return tables
+    with tempfile.TemporaryDirectory(prefix="baoke-read-") as tmp:
+        spec = {"database": uri, "out": tmp, "queries": queries}
+        done = subprocess.run(
+            [sys.executable, "-m", "baoke.profiles.sqlite_reader"],
+            input=json.dumps(spec),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+            raise BaokeError(f"reading the store for the snapshot failed: {last}")
+        tables = {}
+        for name in queries:
+            with pa.memory_map(str(Path(tmp) / f"{name}.arrow")) as source:
+                # read_all copies out of the map, so the temporary files can go.
+                tables[name] = pa.ipc.open_file(source).read_all()
+        return tables
 
 
 class Snapshot:
@@ -248,15 +270,16 @@ class Snapshot:
         cold = not marks
         window_start = as_of - dt.timedelta(days=events_window_days)
         stats = SnapshotStats(cold=cold)
-        with _source(url) as source:
-            for table in TABLES:
-                stats.rows_read[table.name] = self._refresh_table(
-                    source,
-                    table,
-                    marks.get(table.name),
-                    window_start,
-                    adbc_uri(url)[0],
-                )
+        backend = adbc_uri(url)[0]
+        queries = {
+            table.name: self._query(table, marks.get(table.name), window_start, backend)
+            for table in TABLES
+        }
+        arrows = fetch_arrow(url, queries)
+        for table in TABLES:
+            stats.rows_read[table.name] = self._apply(
+                table, arrows.pop(table.name), marks.get(table.name), window_start
+            )
         self.db.execute("DELETE FROM _marks")
         for table in TABLES:
             mark = self._current_mark(table)
@@ -266,14 +289,10 @@ class Snapshot:
         stats.seconds = time.perf_counter() - started
         return stats
 
-    def _refresh_table(
-        self,
-        source: Any,
-        table: SnapshotTable,
-        mark: str | None,
-        window_start: dt.date,
-        backend: str,
-    ) -> int:
+    def _query(
+        self, table: SnapshotTable, mark: str | None, window_start: dt.date, backend: str
+    ) -> str:
+        """The SELECT that reads what changed in ``table`` since ``mark`` (everything if None)."""
         select = ", ".join(name for name, _ in table.columns)
         zone = "+00" if backend == "postgresql" else ""  # marks are naive UTC
         conditions = []
@@ -288,12 +307,12 @@ class Snapshot:
         if table.window_column:
             conditions.append(f"{table.window_column} >= '{window_start:%Y-%m-%d}{zone}'")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        cursor = source.cursor()
-        try:
-            cursor.execute(f"SELECT {select} FROM {table.source}{where}")
-            arrow = cursor.fetch_arrow_table()
-        finally:
-            cursor.close()
+        return f"SELECT {select} FROM {table.source}{where}"
+
+    def _apply(
+        self, table: SnapshotTable, arrow: pa.Table, mark: str | None, window_start: dt.date
+    ) -> int:
+        """Replace the changed rows (all rows when cold) of ``table`` in the snapshot."""
         arrow = _naive_utc(arrow)
         typed = ", ".join(
             f"CAST({_cast_source(name, kind, arrow.schema.field(name).type)} AS {kind}) AS {name}"
@@ -321,14 +340,19 @@ class Snapshot:
 
     def _current_mark(self, table: SnapshotTable) -> str | None:
         column = "id" if table.mark == "id" else "updated_at"
-        row = self.db.execute(f"SELECT max({column}) FROM {table.name}").fetchone()
+        row = first_row(self.db.execute(f"SELECT max({column}) FROM {table.name}").fetchall())
         if row is None or row[0] is None:
             return "0" if table.mark == "id" else None
         return str(row[0])
 
     def table_arrow(self, name: str) -> pa.Table:
         """A whole snapshot table as Arrow (used to hand the same data to Spark)."""
-        return self.db.execute(f"SELECT * FROM {name}").fetch_arrow_table()
+        return self.db.sql(f"SELECT * FROM {name}").fetch_arrow_table()
+
+
+def first_row(rows: list[Any]) -> Any:
+    """The first row of a result, or None (DuckDB wants results read to the end)."""
+    return rows[0] if rows else None
 
 
 def _naive_utc(arrow: pa.Table) -> pa.Table:

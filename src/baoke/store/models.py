@@ -398,6 +398,8 @@ class CustomerProfile(Base):
 
     __tablename__ = "customer_profiles"
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    # The business date of the refresh that last changed this row (unchanged rows are not
+    # rewritten); segment_definitions.evaluated_on is the date of the latest refresh.
     as_of: Mapped[dt.date] = mapped_column(Date)
     is_owner: Mapped[bool] = mapped_column(Boolean)
     value_tier: Mapped[str | None] = mapped_column(String(8), index=True)

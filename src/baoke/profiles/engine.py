@@ -1,0 +1,289 @@
+"""``baoke profiles refresh``: snapshot → features → auto-tags → segments → write-back.
+
+Everything runs set-based in DuckDB over the snapshot. The operational store receives, in bulk,
+only what changed since the last refresh: profile rows whose stored columns differ, segment
+entries (new membership rows) and exits (membership rows closed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+from sqlalchemy import Engine, Table, bindparam, delete, select, update
+
+from baoke.config import Settings
+from baoke.ingest.store_io import bulk_insert
+from baoke.profiles.features import profile_sql
+from baoke.profiles.snapshot import Snapshot, SnapshotStats, first_row
+from baoke.segments.rules import SegmentDef, builtin_segments, segment_query
+from baoke.store import models as m
+
+# Columns of customer_profiles in the store, as (store column, profiles column).
+STORED = (
+    ("customer_id", "customer_id"),
+    ("as_of", "as_of"),
+    ("is_owner", "is_owner"),
+    ("value_tier", "value_tier"),
+    ("lifecycle_stage", "lifecycle_stage"),
+    ("spend_12m_fen", "spend_12m"),
+    ("visits_12m", "visits_12m"),
+    ("last_visit_date", "last_visit_date"),
+    ("first_maintenance_done", "first_maintenance_done"),
+    ("next_maintenance_due_date", "next_maintenance_due_date"),
+    ("next_maintenance_due_km", "next_maintenance_due_km"),
+    ("insurance_expiry", "insurance_expiry"),
+    ("warranty_end", "warranty_end"),
+    ("upgrade_intent", "upgrade_intent"),
+    ("upgrade_reasons", "upgrade_reasons"),
+    ("churn_risk", "churn_risk"),
+    ("churn_reasons", "churn_reasons"),
+    ("open_complaint", "open_complaint"),
+    ("sms_reachable", "sms_reachable"),
+    ("wecom_reachable", "wecom_reachable"),
+    ("push_reachable", "push_reachable"),
+    ("email_reachable", "email_reachable"),
+    ("phone_reachable", "phone_reachable"),
+    ("tags", "tags_json"),
+)
+# Compared to decide whether a stored profile row must be rewritten (as_of alone is not news).
+COMPARED = [store for store, _ in STORED if store not in ("customer_id", "as_of")]
+
+
+@dataclass
+class RefreshResult:
+    """What one refresh did, with timings per phase."""
+
+    as_of: dt.date
+    customers: int = 0
+    snapshot: SnapshotStats | None = None
+    segments: dict[str, int] = field(default_factory=dict)
+    entered: int = 0
+    exited: int = 0
+    profiles_written: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        """Total wall time."""
+        return sum(self.timings.values())
+
+
+class _Clock:
+    def __init__(self, result: RefreshResult) -> None:
+        self.result = result
+        self.last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.result.timings[name] = now - self.last
+        self.last = now
+
+
+def snapshot_path(settings: Settings) -> Path:
+    """Where the analytical snapshot of this data directory lives."""
+    return settings.data_dir / "analytics.duckdb"
+
+
+def refresh_profiles(
+    settings: Settings,
+    engine: Engine,
+    as_of: dt.date | None = None,
+    definitions: list[SegmentDef] | None = None,
+) -> RefreshResult:
+    """Refresh the snapshot, recompute every profile and segment, and write changes back."""
+    day = as_of or dt.datetime.now(settings.zone).date()
+    result = RefreshResult(as_of=day)
+    clock = _Clock(result)
+    defs = definitions if definitions is not None else builtin_segments()
+    snap = Snapshot(snapshot_path(settings))
+    try:
+        result.snapshot = snap.refresh(settings.url, day, settings.profiles.events_window_days)
+        clock.lap("snapshot")
+        db = snap.db
+        if result.snapshot.cold:
+            # A new snapshot knows nothing of what was written before: start the diff afresh.
+            db.execute("DROP TABLE IF EXISTS profiles_written")
+            db.execute("DROP TABLE IF EXISTS members_written")
+        compute_profiles(db, day, settings, [d for d in defs if d.kind == "tag"])
+        result.customers = _scalar(db, "SELECT count(*) FROM profiles")
+        clock.lap("features")
+        segments = [d for d in defs if d.kind == "segment"]
+        result.segments = evaluate_segments(db, segments, day)
+        clock.lap("segments")
+        result.profiles_written = _write_profiles(db, engine)
+        result.entered, result.exited = _write_memberships(db, engine, day)
+        _write_definitions(engine, segments, result.segments, day)
+        clock.lap("write-back")
+    finally:
+        snap.close()
+    return result
+
+
+def compute_profiles(
+    db: duckdb.DuckDBPyConnection, day: dt.date, settings: Settings, tags: list[SegmentDef]
+) -> None:
+    """Build the ``profiles`` table: features, then auto-tags on top of imported tags."""
+    features = profile_sql(day, settings.profiles, settings.zone)
+    db.execute(f"CREATE OR REPLACE TABLE profiles_base AS {features}")
+    # Tag rules see the imported tags only (a tag rule cannot depend on another tag rule).
+    db.execute(
+        "CREATE OR REPLACE TEMP VIEW profiles AS SELECT * EXCLUDE (imported_tags), "
+        "COALESCE(TRY_CAST(json(imported_tags) AS VARCHAR[]), []) AS tags FROM profiles_base"
+    )
+    db.execute("CREATE OR REPLACE TEMP TABLE auto_tags (customer_id BIGINT, tag VARCHAR)")
+    for tag in tags:
+        members = segment_query(tag, as_of=day.isoformat())
+        db.execute(
+            f"INSERT INTO auto_tags SELECT customer_id, ? FROM ({members})", [tag.label or tag.name]
+        )
+    db.execute("DROP VIEW profiles")
+    db.execute("""
+        CREATE OR REPLACE TABLE profiles AS
+        SELECT b.* EXCLUDE (imported_tags),
+               list_sort(list_distinct(list_concat(
+                   COALESCE(TRY_CAST(json(b.imported_tags) AS VARCHAR[]), []),
+                   COALESCE(t.tags, [])))) AS tags
+        FROM profiles_base b
+        LEFT JOIN (SELECT customer_id, list(tag ORDER BY tag) AS tags FROM auto_tags
+                   GROUP BY customer_id) t USING (customer_id)
+    """)
+    db.execute("DROP TABLE profiles_base")
+
+
+def evaluate_segments(
+    db: duckdb.DuckDBPyConnection, segments: list[SegmentDef], day: dt.date
+) -> dict[str, int]:
+    """Members of every segment today, into ``segment_members`` (segment, customer_id)."""
+    db.execute("CREATE OR REPLACE TABLE segment_members (segment VARCHAR, customer_id BIGINT)")
+    for seg in segments:
+        db.execute(
+            f"INSERT INTO segment_members SELECT ?, customer_id FROM "
+            f"({segment_query(seg, as_of=day.isoformat())})",
+            [seg.name],
+        )
+    counts = dict(
+        db.execute("SELECT segment, count(*) FROM segment_members GROUP BY segment").fetchall()
+    )
+    return {seg.name: int(counts.get(seg.name, 0)) for seg in segments}
+
+
+def _frame(db: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    frame: pl.DataFrame = db.sql(sql).pl()
+    return frame
+
+
+def _scalar(db: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = first_row(db.execute(sql).fetchall())
+    return int(row[0]) if row else 0
+
+
+def _t(model: type[m.Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
+    """Rewrite the stored profile rows that changed (all of them on the first refresh)."""
+    columns = ", ".join(f"{src} AS {store}" for store, src in STORED)
+    db.execute(
+        f"CREATE OR REPLACE TEMP TABLE profiles_out AS SELECT {columns} FROM "
+        "(SELECT *, CASE WHEN len(tags) > 0 THEN to_json(tags)::VARCHAR END AS tags_json "
+        "FROM profiles)"
+    )
+    exists = _scalar(
+        db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'profiles_written'"
+    )
+    if exists:
+        differs = " OR ".join(f"o.{c} IS DISTINCT FROM w.{c}" for c in COMPARED)
+        changed = _frame(
+            db,
+            f"SELECT o.* FROM profiles_out o LEFT JOIN profiles_written w USING (customer_id) "
+            f"WHERE w.customer_id IS NULL OR {differs}",
+        )
+    else:
+        changed = _frame(db, "SELECT * FROM profiles_out")
+    table = _t(m.CustomerProfile)
+    with engine.begin() as conn:
+        if not exists:
+            conn.execute(delete(table))
+        else:
+            ids = changed["customer_id"].to_list()
+            for start in range(0, len(ids), 5_000):
+                conn.execute(
+                    delete(table).where(table.c.customer_id.in_(ids[start : start + 5_000]))
+                )
+        bulk_insert(conn, table, changed)
+    db.execute("CREATE OR REPLACE TABLE profiles_written AS SELECT * FROM profiles_out")
+    return changed.height
+
+
+def _write_memberships(
+    db: duckdb.DuckDBPyConnection, engine: Engine, day: dt.date
+) -> tuple[int, int]:
+    """Open a membership for each entry and close the one of each exit, since last refresh."""
+    exists = _scalar(
+        db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'members_written'"
+    )
+    previous = "members_written" if exists else "(SELECT '' AS segment, 0 AS customer_id LIMIT 0)"
+    entered = _frame(
+        db,
+        f"SELECT segment, customer_id FROM segment_members EXCEPT "
+        f"SELECT segment, customer_id FROM {previous}",
+    )
+    exited = _frame(
+        db,
+        f"SELECT segment, customer_id FROM {previous} EXCEPT "
+        f"SELECT segment, customer_id FROM segment_members",
+    )
+    table = _t(m.SegmentMembership)
+    with engine.begin() as conn:
+        if not exists:
+            # The store may hold memberships the snapshot never saw (a new data dir): close them.
+            conn.execute(update(table).where(table.c.exited_on.is_(None)).values(exited_on=day))
+        bulk_insert(
+            conn,
+            table,
+            entered.with_columns(
+                pl.lit(day).alias("entered_on"), pl.lit(None, dtype=pl.Date).alias("exited_on")
+            ),
+        )
+        if exited.height:
+            conn.execute(
+                update(table)
+                .where(table.c.segment == bindparam("seg"))
+                .where(table.c.customer_id == bindparam("cid"))
+                .where(table.c.exited_on.is_(None))
+                .values(exited_on=day),
+                exited.rename({"segment": "seg", "customer_id": "cid"}).to_dicts(),
+            )
+    db.execute("CREATE OR REPLACE TABLE members_written AS SELECT * FROM segment_members")
+    return entered.height, exited.height
+
+
+def _write_definitions(
+    engine: Engine, segments: list[SegmentDef], counts: dict[str, int], day: dt.date
+) -> None:
+    table = _t(m.SegmentDefinition)
+    with engine.begin() as conn:
+        stored = set(conn.execute(select(table.c.name)).scalars())
+        for seg in segments:
+            values: dict[str, Any] = {
+                "label": seg.label,
+                "description": seg.description,
+                "kind": seg.kind,
+                "source": seg.source,
+                "sql": segment_query(seg),
+                "members": counts[seg.name],
+                "evaluated_on": day,
+            }
+            if seg.name in stored:
+                conn.execute(update(table).where(table.c.name == seg.name).values(**values))
+            else:
+                conn.execute(table.insert().values(name=seg.name, **values))

@@ -1,0 +1,203 @@
+"""The refresh end to end on both databases: write-back, membership history, incremental = cold."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select, update
+
+from baoke.config import Settings
+from baoke.ingest.pipeline import find_kind_files, import_file
+from baoke.profiles.engine import RefreshResult, refresh_profiles
+from baoke.segments.rules import parse_rules
+from baoke.simulate.generator import GenerateConfig, generate
+from baoke.store import models as m
+
+DAY1 = dt.date(2026, 11, 1)
+DAY2 = dt.date(2026, 11, 2)
+
+RULES = parse_rules("""
+segments:
+  - name: big_spenders
+    label: 高消费
+    description: 12-month spend of at least 5,000 yuan
+    kind: segment
+    rule: {field: spend_12m, ">=": 5000}
+  - name: lost_owners
+    label: 流失
+    description: lost owners
+    kind: segment
+    rule: {field: lifecycle_stage, "=": lost}
+  - name: heavy_driver
+    label: 高里程
+    description: tag
+    kind: tag
+    rule: {field: odometer_km, ">=": 100000}
+""")
+
+
+def settings_for(engine: Engine, data_dir: Path) -> Settings:
+    return Settings(
+        data_dir=data_dir, database_url=engine.url.render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture
+def store(engine: Engine, tmp_path: Path) -> Engine:
+    out = tmp_path / "gen"
+    generate(GenerateConfig(customers=600, seed=3, dirty_share=0.0), out)
+    zone = Settings().zone
+    for kind, path in find_kind_files(out):
+        import_file(engine, kind, path, tz=zone)
+    # The history was imported earlier, as in a store in steady state: stamp it in the past.
+    past = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        for model in (
+            m.Customer,
+            m.Vehicle,
+            m.ServiceOrder,
+            m.Lead,
+            m.Complaint,
+            m.Consent,
+            m.WecomRelation,
+        ):
+            table = model.__table__
+            conn.execute(update(table).values(updated_at=past))
+            # The newest row a little later: the high-water mark then sits on one row only.
+            newest = conn.execute(select(func.max(table.c.id))).scalar_one()
+            conn.execute(
+                update(table)
+                .where(table.c.id == newest)
+                .values(updated_at=past + dt.timedelta(hours=1))
+            )
+    return engine
+
+
+def refresh(engine: Engine, data_dir: Path, day: dt.date) -> RefreshResult:
+    return refresh_profiles(settings_for(engine, data_dir), engine, day, RULES)
+
+
+def stored_profiles(engine: Engine) -> dict[int, tuple[Any, ...]]:
+    table = m.CustomerProfile.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(table).order_by(table.c.customer_id)).all()
+    # Without as_of (the business date of the row's last change) and updated_at.
+    return {row.customer_id: (row[0], *tuple(row)[2:-1]) for row in rows}
+
+
+def open_members(engine: Engine) -> set[tuple[str, int]]:
+    t = m.SegmentMembership
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.segment, t.customer_id).where(t.exited_on.is_(None))).all()
+    return {(s, c) for s, c in rows}
+
+
+def test_first_refresh_writes_every_profile_and_opens_memberships(
+    store: Engine, tmp_path: Path
+) -> None:
+    result = refresh(store, tmp_path / "data", DAY1)
+    assert result.snapshot is not None and result.snapshot.cold
+    with store.connect() as conn:
+        customers = conn.execute(select(func.count()).select_from(m.Customer)).scalar_one()
+    assert result.customers == customers == result.profiles_written
+    assert len(stored_profiles(store)) == customers
+    assert result.entered == sum(result.segments.values()) == len(open_members(store))
+    assert result.segments["big_spenders"] > 0 and result.segments["lost_owners"] > 0
+    with store.connect() as conn:
+        defs = dict(
+            conn.execute(select(m.SegmentDefinition.name, m.SegmentDefinition.members)).all()
+        )
+    assert defs == result.segments
+    again = refresh(store, tmp_path / "data", DAY1)
+    assert again.snapshot is not None and not again.snapshot.cold
+    assert (again.profiles_written, again.entered, again.exited) == (0, 0, 0)
+
+
+def test_membership_history_records_entry_and_exit(store: Engine, tmp_path: Path) -> None:
+    refresh(store, tmp_path / "data", DAY1)
+    members = open_members(store)
+    big = sorted(c for s, c in members if s == "big_spenders")
+    assert big
+    # One order far in the future of DAY1 moves nothing; a lapse of a year drops spenders out.
+    later = refresh(store, tmp_path / "data", DAY1 + dt.timedelta(days=400))
+    assert later.exited > 0
+    t = m.SegmentMembership
+    with store.connect() as conn:
+        closed = conn.execute(
+            select(t.customer_id, t.entered_on, t.exited_on).where(
+                t.segment == "big_spenders", t.exited_on.is_not(None)
+            )
+        ).all()
+    assert closed and all(
+        (entered, exited) == (DAY1, DAY1 + dt.timedelta(days=400)) for _, entered, exited in closed
+    )
+    assert {c for c, _, _ in closed} <= set(big)
+
+
+def test_incremental_refresh_equals_a_cold_one(store: Engine, tmp_path: Path) -> None:
+    refresh(store, tmp_path / "warm", DAY1)
+    # A day of new records: orders for the first ten vehicles, an event, a withdrawn consent.
+    with store.begin() as conn:
+        vehicles = conn.execute(
+            select(m.Vehicle.id, m.Vehicle.customer_id, m.Vehicle.dealer_id)
+            .where(m.Vehicle.customer_id.is_not(None))
+            .order_by(m.Vehicle.id)
+            .limit(10)
+        ).all()
+        conn.execute(
+            m.ServiceOrder.__table__.insert(),
+            [
+                {
+                    "order_no": f"NEW-{vid}",
+                    "dealer_id": dealer,
+                    "vehicle_id": vid,
+                    "customer_id": cid,
+                    "order_type": "maintenance",
+                    "settled_on": DAY2,
+                    "amount_fen": 600_000,
+                    "mileage_km": 150_000,
+                }
+                for vid, cid, dealer in vehicles
+            ],
+        )
+        conn.execute(
+            m.BehaviourEvent.__table__.insert(),
+            [
+                {
+                    "event_key": "new-1",
+                    "customer_id": vehicles[0][1],
+                    "event_type": "model_view",
+                    "occurred_at": dt.datetime(2026, 11, 2, 2, tzinfo=dt.UTC),
+                    "target": "X",
+                    "source": "app",
+                }
+            ],
+        )
+        consent = conn.execute(select(m.Consent.id).limit(1)).scalar_one()
+        conn.execute(
+            m.Consent.__table__.update()
+            .where(m.Consent.id == consent)
+            .values(
+                withdrawn_at=dt.datetime(2026, 11, 2, 1, tzinfo=dt.UTC),
+                granted=False,
+                updated_at=func.current_timestamp(),
+            )
+        )
+    warm = refresh(store, tmp_path / "warm", DAY2)
+    assert warm.snapshot is not None and not warm.snapshot.cold
+    assert warm.snapshot.rows_read["service_orders"] < 200
+    assert warm.snapshot.rows_read["events"] == 1
+    warm_profiles = stored_profiles(store)
+    warm_members = open_members(store)
+
+    cold = refresh(store, tmp_path / "cold", DAY2)
+    assert cold.snapshot is not None and cold.snapshot.cold
+    assert stored_profiles(store) == warm_profiles
+    assert open_members(store) == warm_members
+    assert cold.segments == warm.segments
+    # The new orders show: ten owners spent 6,000 yuan on DAY2.
+    changed = [warm_profiles[cid] for _, cid, _ in vehicles]
+    assert all(p[4] >= 600_000 for p in changed)  # spend_12m_fen
