@@ -608,3 +608,28 @@ def test_doc_examples_parse() -> None:
         else:
             body = textwrap.indent(block, "  ")
             assert parse_rules(f"name: doc\nlabel: 文档\nrule:\n{body}", "docs/segments.md")
+
+
+@pytest.mark.parametrize(
+    ("rule", "utc", "shanghai"),
+    [
+        # 2024-05-31 23:00 UTC is 06-01 07:00 in Shanghai: inside the 30-day window there.
+        ("{exists: {table: events, where: {target: 拓界}, within_last: 30d}}", set(), {1}),
+        # 2024-06-30 23:59:59 UTC is already 07-01 in Shanghai: after as_of.
+        ("{exists: {table: events, where: {occurred_at: 2024-06-30}}}", {1}, set()),
+        ("{count: {table: events, where: {target: 穹岳}}, '>=': 2}", {1}, set()),
+    ],
+)
+def test_timestamps_follow_the_business_time_zone(
+    db: duckdb.DuckDBPyConnection, rule: str, utc: set[int], shanghai: set[int]
+) -> None:
+    [seg] = parse_rules(f"name: t\nlabel: T\nrule: {rule}\n")
+    for as_of in ("2024-06-30", None):
+        got = {r[0] for r in db.execute(segment_query(seg, as_of=as_of)).fetchall()}
+        assert got == utc
+        query = segment_query(seg, as_of=as_of, tz="Asia/Shanghai")
+        assert {r[0] for r in db.execute(query).fetchall()} == shanghai
+    spark_sql = segment_query(seg, "spark", tz="Asia/Shanghai")
+    assert "CONVERT_TIMEZONE('UTC', 'Asia/Shanghai', r.occurred_at)" in spark_sql
+    with pytest.raises(ValueError, match="time zone"):
+        segment_query(seg, tz="Mars/Olympus")

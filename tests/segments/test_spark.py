@@ -111,3 +111,14 @@ def test_operators_agree_with_duckdb(spark: Any, db: duckdb.DuckDBPyConnection, 
     }
     for as_of in ("2024-06-30", None):
         assert spark_ids(spark, segment_query(seg, "spark", as_of)) == expected
+
+
+def test_time_zone_conversion_agrees_with_duckdb(spark: Any, db: duckdb.DuckDBPyConnection) -> None:
+    [seg] = parse_rules(
+        "name: t\nlabel: T\n"
+        "rule: {exists: {table: events, where: {target: 拓界}, within_last: 30d}}"
+    )
+    expected = {r[0] for r in db.execute(segment_query(seg, tz="Asia/Shanghai")).fetchall()}
+    assert expected == {1}
+    for as_of in ("2024-06-30", None):
+        assert spark_ids(spark, segment_query(seg, "spark", as_of, tz="Asia/Shanghai")) == expected

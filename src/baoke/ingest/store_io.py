@@ -97,6 +97,8 @@ def fetch_by_keys(
         return _fetch_single_key(conn, table, key[0], distinct.get_column(key[0]), wanted, schema)
     if conn.dialect.name == "postgresql":
         return _fetch_composite_pg(conn, table, key, distinct, wanted, schema)
+    if conn.dialect.name == "sqlite":
+        return _fetch_composite_sqlite(conn, table, key, distinct, wanted, schema)
     parts: list[pl.DataFrame] = []
     cols = [table.c[name] for name in wanted]
     target = tuple_(*(table.c[name] for name in key))
@@ -168,6 +170,37 @@ def _fetch_composite_pg(
         cursor.execute(sql, [distinct.get_column(name).to_list() for name in key])
         rows = cursor.fetchall()
     return to_utc(_frame(rows, schema))
+
+
+def _fetch_composite_sqlite(
+    conn: Connection,
+    table: Table,
+    key: Sequence[str],
+    distinct: pl.DataFrame,
+    wanted: list[str],
+    schema: dict[str, pl.DataType],
+) -> pl.DataFrame:
+    """Composite keys on SQLite: the keys as a VALUES list joined to the table. CROSS JOIN
+    fixes the order (keys outside), so SQLite probes the unique index once per key; a
+    row-value ``IN`` list would scan the whole table instead."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    names = ", ".join(f"t.{name}" for name in wanted)
+    on = " AND ".join(f"t.{name} = k.column{i}" for i, name in enumerate(key, start=1))
+    one = "(" + ", ".join("?" * len(key)) + ")"
+    rows: list[Any] = []
+    cursor = raw.cursor()
+    try:
+        for chunk in _chunks(distinct.select(list(key)).rows(), KEY_CHUNK // len(key)):
+            values = ", ".join([one] * len(chunk))
+            cursor.execute(
+                f"SELECT {names} FROM (VALUES {values}) AS k CROSS JOIN {table.name} AS t ON {on}",
+                [value for row in chunk for value in row],
+            )
+            rows.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return _from_sqlite(rows, schema)
 
 
 def _from_sqlite(rows: list[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:

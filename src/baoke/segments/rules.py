@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from sqlglot import exp
@@ -52,6 +53,7 @@ __all__ = [
     "SegmentDef",
     "builtin_segments",
     "compile_condition",
+    "condition_expression",
     "load_rule_file",
     "parse_rules",
     "segment_query",
@@ -1005,6 +1007,36 @@ _RECORD_ALIAS = "r"
 _DATE = exp.DataType.build("DATE")
 
 
+@dataclass(frozen=True)
+class _Env:
+    """What compilation needs besides the rule: the as_of expression and the business zone."""
+
+    anchor: exp.Expr
+    tz: str | None
+
+    def day(self, timestamp: exp.Expr) -> exp.Expr:
+        """The calendar date of a timestamp column (stored in UTC when a zone is given)."""
+        if self.tz is not None:
+            timestamp = exp.ConvertTimezone(
+                source_tz=exp.Literal.string("UTC"),
+                target_tz=exp.Literal.string(self.tz),
+                timestamp=timestamp,
+            )
+        return exp.cast(timestamp, _DATE)
+
+
+def _zone(tz: str | None) -> str | None:
+    if tz is None:
+        return None
+    try:
+        ZoneInfo(tz)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(
+            f"unknown time zone {tz!r}; use an IANA name like 'Asia/Shanghai'"
+        ) from None
+    return tz
+
+
 def _anchor(as_of: str | None) -> exp.Expr:
     if as_of is None:
         return exp.column("as_of", table=_PROFILE_ALIAS)
@@ -1058,11 +1090,11 @@ def _compare(op: str, left: exp.Expr, right: exp.Expr) -> exp.Expr:
     return _COMPARE[op](this=left, expression=right)
 
 
-def _field_sql(cond: Field, alias: str, anchor: exp.Expr) -> exp.Expr:
+def _field_sql(cond: Field, alias: str, env: _Env) -> exp.Expr:
+    anchor = env.anchor
     col: exp.Expr = exp.column(cond.column, table=alias)
     if cond.kind is Kind.TIMESTAMP:
-        # Business-day semantics: a timestamp counts on its calendar date.
-        col = exp.cast(col, _DATE)
+        col = env.day(col)
     op, value = cond.op, cond.value
     if op == "is_null":
         is_null = exp.Is(this=col, expression=exp.Null())
@@ -1099,19 +1131,18 @@ def _field_sql(cond: Field, alias: str, anchor: exp.Expr) -> exp.Expr:
     return _compare(op, col, _literal(value, anchor))
 
 
-def _count_sql(cond: Count, anchor: exp.Expr) -> exp.Expr:
-    r, p = _RECORD_ALIAS, _PROFILE_ALIAS
+def _count_sql(cond: Count, env: _Env) -> exp.Expr:
+    r, p, anchor = _RECORD_ALIAS, _PROFILE_ALIAS, env.anchor
     preds: list[exp.Expr] = [
         exp.EQ(
             this=exp.column("customer_id", table=r), expression=exp.column("customer_id", table=p)
         )
     ]
-    preds += [_field_sql(w, r, anchor) for w in cond.where]
+    preds += [_field_sql(w, r, env) for w in cond.where]
     time_column = RECORD_TABLES[cond.table][0]
     t: exp.Expr = exp.column(time_column, table=r)
     if _RECORDS[cond.table][time_column].kind is Kind.TIMESTAMP:
-        # Business-day semantics: a timestamp counts on its calendar date.
-        t = exp.cast(t, _DATE)
+        t = env.day(t)
     if cond.within is not None:
         start = _shift(anchor, Offset(-cond.within.amount, cond.within.unit))
         preds.append(exp.GT(this=t, expression=start))
@@ -1131,23 +1162,25 @@ def _count_sql(cond: Count, anchor: exp.Expr) -> exp.Expr:
     return _compare(cond.op, count, exp.Literal.number(cond.value))
 
 
-def condition_expression(cond: Condition, as_of: str | None = None) -> exp.Expr:
+def condition_expression(
+    cond: Condition, as_of: str | None = None, *, tz: str | None = None
+) -> exp.Expr:
     """The sqlglot expression of a condition over ``profiles p`` (see :func:`compile_condition`)."""
-    return _expression(cond, _anchor(as_of))
+    return _expression(cond, _Env(_anchor(as_of), _zone(tz)))
 
 
-def _expression(cond: Condition, anchor: exp.Expr) -> exp.Expr:
+def _expression(cond: Condition, env: _Env) -> exp.Expr:
     if isinstance(cond, AllOf):
-        return exp.and_(*(_expression(c, anchor) for c in cond.items))
+        return exp.and_(*(_expression(c, env) for c in cond.items))
     if isinstance(cond, AnyOf):
-        return exp.or_(*(_expression(c, anchor) for c in cond.items))
+        return exp.or_(*(_expression(c, env) for c in cond.items))
     if isinstance(cond, Not):
         # Two-valued negation: "unknown" (a NULL field) counts as false before negating.
-        inner = exp.Coalesce(this=_expression(cond.item, anchor), expressions=[exp.false()])
+        inner = exp.Coalesce(this=_expression(cond.item, env), expressions=[exp.false()])
         return exp.not_(inner)
     if isinstance(cond, Field):
-        return _field_sql(cond, _PROFILE_ALIAS, anchor)
-    return _count_sql(cond, anchor)
+        return _field_sql(cond, _PROFILE_ALIAS, env)
+    return _count_sql(cond, env)
 
 
 def _check_dialect(dialect: str) -> None:
@@ -1155,24 +1188,30 @@ def _check_dialect(dialect: str) -> None:
         raise ValueError(f"unsupported SQL dialect {dialect!r}; use one of {SUPPORTED_DIALECTS}")
 
 
-def compile_condition(cond: Condition, dialect: str = "duckdb", as_of: str | None = None) -> str:
+def compile_condition(
+    cond: Condition, dialect: str = "duckdb", as_of: str | None = None, *, tz: str | None = None
+) -> str:
     """A SQL boolean expression for ``cond`` over ``profiles p``.
 
     Record counts are correlated subqueries on ``p.customer_id``. With ``as_of`` ('YYYY-MM-DD')
     relative dates are computed from that date; without it they refer to ``p.as_of``, so the
-    same SQL works for profiles of any date. The result may be NULL where a compared field is
-    NULL: NULL means "not a member" (use it in WHERE, or wrap it in COALESCE(..., FALSE)).
+    same SQL works for profiles of any date. Timestamps count on their calendar date; with
+    ``tz`` (an IANA zone such as 'Asia/Shanghai') they are taken as UTC and converted to that
+    zone first, so a window follows the business day. The result may be NULL where a compared
+    field is NULL: NULL means "not a member" (use it in WHERE, or wrap it in COALESCE(.., FALSE)).
     """
     _check_dialect(dialect)
-    return condition_expression(cond, as_of).sql(dialect=dialect)
+    return condition_expression(cond, as_of, tz=tz).sql(dialect=dialect)
 
 
-def segment_query(seg: SegmentDef, dialect: str = "duckdb", as_of: str | None = None) -> str:
-    """``SELECT p.customer_id FROM profiles p WHERE <rule>`` in ``dialect``."""
+def segment_query(
+    seg: SegmentDef, dialect: str = "duckdb", as_of: str | None = None, *, tz: str | None = None
+) -> str:
+    """``SELECT p.customer_id FROM profiles p WHERE <rule>`` (arguments as compile_condition)."""
     _check_dialect(dialect)
     query = (
         exp.select(exp.column("customer_id", table=_PROFILE_ALIAS))
         .from_(exp.table_("profiles", alias=_PROFILE_ALIAS))
-        .where(condition_expression(seg.rule, as_of))
+        .where(condition_expression(seg.rule, as_of, tz=tz))
     )
     return query.sql(dialect=dialect)
