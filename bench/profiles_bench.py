@@ -178,7 +178,8 @@ def count_new_rule(settings: Settings) -> float:
         (seg,) = parse_rules(NEW_RULE)
         as_of = first_row(db.execute("SELECT max(as_of) FROM profiles").fetchall())
         assert as_of is not None
-        db.execute(f"SELECT count(*) FROM ({segment_query(seg, as_of=str(as_of[0]))})").fetchall()
+        query = segment_query(seg, as_of=str(as_of[0]), tz=settings.timezone)
+        db.execute(f"SELECT count(*) FROM ({query})").fetchall()
         return time.perf_counter() - started
     finally:
         db.close()

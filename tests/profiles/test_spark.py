@@ -113,7 +113,7 @@ def test_spark_profiles_and_segments_equal_duckdb(
     assert {name for _, name, _, _ in mismatches} == set(), mismatches[:5]
 
     segments = [d for d in definitions if d.kind == "segment"]
-    spark_members = spark_segment_members(spark, segments, AS_OF)
+    spark_members = spark_segment_members(spark, segments, AS_OF, settings.timezone)
     for seg in segments:
         assert spark_members[seg.name] == duck_members.get(seg.name, set()), seg.name
     assert any(spark_members.values())

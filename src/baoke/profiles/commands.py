@@ -220,9 +220,9 @@ def _find(settings: Settings, name: str) -> SegmentDef:
 
 
 def _members(
-    db: duckdb.DuckDBPyConnection, seg: SegmentDef, limit: int | None
+    db: duckdb.DuckDBPyConnection, seg: SegmentDef, limit: int | None, tz: str
 ) -> tuple[int, list[dict[str, Any]]]:
-    query = segment_query(seg, as_of=_as_of(db))
+    query = segment_query(seg, as_of=_as_of(db), tz=tz)
     row = first_row(db.execute(f"SELECT count(*) FROM ({query})").fetchall())
     total = int(row[0]) if row else 0
     sample: list[dict[str, Any]] = []
@@ -252,7 +252,7 @@ def count_segment(
     seg = _find(settings, name)
     db = _open_snapshot(settings)
     try:
-        total, _ = _members(db, seg, None)
+        total, _ = _members(db, seg, None, settings.timezone)
     finally:
         db.close()
     if as_json:
@@ -272,7 +272,7 @@ def show_segment(
     seg = _find(settings, name)
     db = _open_snapshot(settings)
     try:
-        total, sample = _members(db, seg, limit)
+        total, sample = _members(db, seg, limit, settings.timezone)
     finally:
         db.close()
     _print_members(seg, total, sample, as_json)
@@ -291,7 +291,7 @@ def test_rule(
     results = []
     try:
         for seg in definitions:
-            total, sample = _members(db, seg, limit)
+            total, sample = _members(db, seg, limit, settings.timezone)
             results.append((seg, total, sample))
     finally:
         db.close()

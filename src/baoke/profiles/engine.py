@@ -114,11 +114,11 @@ def refresh_profiles(
         result.customers = _scalar(db, "SELECT count(*) FROM profiles")
         clock.lap("features")
         segments = [d for d in defs if d.kind == "segment"]
-        result.segments = evaluate_segments(db, segments, day)
+        result.segments = evaluate_segments(db, segments, day, settings.timezone)
         clock.lap("segments")
         result.profiles_written = _write_profiles(db, engine)
         result.entered, result.exited = _write_memberships(db, engine, day)
-        _write_definitions(engine, segments, result.segments, day)
+        _write_definitions(engine, segments, result.segments, day, settings.timezone)
         clock.lap("write-back")
     finally:
         snap.close()
@@ -138,7 +138,7 @@ def compute_profiles(
     )
     db.execute("CREATE OR REPLACE TEMP TABLE auto_tags (customer_id BIGINT, tag VARCHAR)")
     for tag in tags:
-        members = segment_query(tag, as_of=day.isoformat())
+        members = segment_query(tag, as_of=day.isoformat(), tz=settings.timezone)
         db.execute(
             f"INSERT INTO auto_tags SELECT customer_id, ? FROM ({members})", [tag.label or tag.name]
         )
@@ -157,14 +157,14 @@ def compute_profiles(
 
 
 def evaluate_segments(
-    db: duckdb.DuckDBPyConnection, segments: list[SegmentDef], day: dt.date
+    db: duckdb.DuckDBPyConnection, segments: list[SegmentDef], day: dt.date, tz: str
 ) -> dict[str, int]:
     """Members of every segment today, into ``segment_members`` (segment, customer_id)."""
     db.execute("CREATE OR REPLACE TABLE segment_members (segment VARCHAR, customer_id BIGINT)")
     for seg in segments:
         db.execute(
             f"INSERT INTO segment_members SELECT ?, customer_id FROM "
-            f"({segment_query(seg, as_of=day.isoformat())})",
+            f"({segment_query(seg, as_of=day.isoformat(), tz=tz)})",
             [seg.name],
         )
     counts = dict(
@@ -268,7 +268,11 @@ def _write_memberships(
 
 
 def _write_definitions(
-    engine: Engine, segments: list[SegmentDef], counts: dict[str, int], day: dt.date
+    engine: Engine,
+    segments: list[SegmentDef],
+    counts: dict[str, int],
+    day: dt.date,
+    tz: str,
 ) -> None:
     table = _t(m.SegmentDefinition)
     with engine.begin() as conn:
@@ -279,7 +283,7 @@ def _write_definitions(
                 "description": seg.description,
                 "kind": seg.kind,
                 "source": seg.source,
-                "sql": segment_query(seg),
+                "sql": segment_query(seg, tz=tz),
                 "members": counts[seg.name],
                 "evaluated_on": day,
             }

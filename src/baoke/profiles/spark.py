@@ -61,7 +61,7 @@ def spark_profiles(
     ).createOrReplaceTempView("profiles")
     parts = [
         f"SELECT customer_id, '{(t.label or t.name).replace(chr(39), '')}' AS tag FROM "
-        f"({segment_query(t, dialect='spark', as_of=as_of.isoformat())})"
+        f"({segment_query(t, dialect='spark', as_of=as_of.isoformat(), tz=zone.key)})"
         for t in tags
     ]
     if parts:
@@ -82,13 +82,13 @@ def spark_profiles(
 
 
 def spark_segment_members(
-    spark: SparkSession, segments: list[SegmentDef], as_of: dt.date
+    spark: SparkSession, segments: list[SegmentDef], as_of: dt.date, tz: str
 ) -> dict[str, set[int]]:
     """Members of each segment, evaluated by Spark."""
     members: dict[str, set[int]] = {}
     for seg in segments:
         rows: list[Any] = spark.sql(
-            segment_query(seg, dialect="spark", as_of=as_of.isoformat())
+            segment_query(seg, dialect="spark", as_of=as_of.isoformat(), tz=tz)
         ).collect()
         members[seg.name] = {int(row[0]) for row in rows}
     return members
