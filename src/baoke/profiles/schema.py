@@ -169,7 +169,8 @@ RECORD_TABLES: dict[str, tuple[str, tuple[Column, ...]]] = {
         (
             _c("stage", K.TEXT, "阶段", "", "inquiry", "visit", "test_drive", "quote"),
             _c("status", K.TEXT, "状态", "", "open", "won", "lost"),
-            _c("lost_reason", K.TEXT, "战败原因"),
+            _c("lost_reason", K.TEXT, "战败原因", "", "price", "configuration", "delivery_time",
+           "competitor", "unknown"),
             _c("model_of_interest", K.TEXT, "意向车型"),
             _c("created_on", K.DATE, "创建日期"),
             _c("lost_on", K.DATE, "战败日期"),
