@@ -15,8 +15,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,45 +27,17 @@ from baoke.config import load_settings
 from baoke.ingest.pipeline import find_kind_files, import_file
 from baoke.simulate.generator import GenerateConfig, generate
 from baoke.store.db import ensure_schema, make_engine
+from child import run_baoke
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-# Runs `baoke ...` and reports the process's own peak resident memory (VmHWM belongs to the
-# new address space after exec; ru_maxrss would include the forking parent's).
-CHILD = """
-import sys
-from baoke.cli import main
-sys.argv = ["baoke", *sys.argv[1:]]
-try:
-    main()
-finally:
-    with open("/proc/self/status") as status:
-        hwm = [line for line in status if line.startswith("VmHWM:")][0]
-    print(hwm.strip(), file=sys.stderr)
-"""
 
 
 def _child_import(url: str, orders: Path) -> dict[str, Any]:
     """Run one `baoke import service-orders` in a child; wall seconds and its peak RSS."""
-    env = {**os.environ, "BAOKE_DATABASE_URL": url}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(
-            [sys.executable, "-m", "baoke", "import", "service-orders", str(orders), "--json"],
-            stdout=out,
-            stderr=err,
-            env=env,
-        )
-        # wait4 gives this child's own resource usage, including its peak resident memory.
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-        child.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if child.returncode != 0:
-            raise SystemExit(f"import failed: {err.read().decode(errors='replace')}")
-        summary = json.loads(out.read())
-    return {"seconds": seconds, "summary": summary, "peak_rss_mb": usage.ru_maxrss / 1024}
+    run = run_baoke(
+        ["import", "service-orders", str(orders), "--json"], {"BAOKE_DATABASE_URL": url}
+    )
+    return {"seconds": run.seconds, "summary": json.loads(run.output), "peak_rss_mb": run.peak_mb}
 
 
 def _prepare(url: str, gen_dir: Path) -> Path:

@@ -17,10 +17,9 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -40,19 +39,9 @@ from baoke.segments.rules import parse_rules, segment_query
 from baoke.simulate.generator import DEFAULT_AS_OF, GenerateConfig, generate
 from baoke.store import models as m
 from baoke.store.db import ensure_schema, make_engine
+from child import run_baoke
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-CHILD = """
-import sys
-from baoke.cli import main
-sys.argv = ["baoke", *sys.argv[1:]]
-try:
-    main()
-finally:
-    with open("/proc/self/status") as status:
-        hwm = [line for line in status if line.startswith("VmHWM:")][0]
-    print(hwm.strip(), file=sys.stderr)
-"""
 NEW_RULE = """
 name: suv_browsers_due
 label: 近30天多次看SUV且保养将到期
@@ -67,28 +56,6 @@ rule:
     - field: days_to_maintenance
       between: [-30, 60]
 """
-
-
-def child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run baoke in a child; its output, wall seconds and peak RSS in MB."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, *args],
-            stdout=out,
-            stderr=err,
-            env={**os.environ, **env},
-            check=False,
-        )
-        seconds = time.perf_counter() - started
-        out.seek(0)
-        err.seek(0)
-        errors = err.read().decode(errors="replace")
-        if done.returncode != 0:
-            raise SystemExit(f"baoke {' '.join(args)} failed: {errors}")
-        output = out.read().decode()
-    peak_kb = int(errors.rsplit("VmHWM:", 1)[1].split()[0])
-    return {"seconds": seconds, "peak_mb": peak_kb / 1024, "output": output}
 
 
 def prepare(workdir: Path, scale: int, seed: int, fresh: bool) -> Settings:
@@ -141,9 +108,12 @@ def add_one_day(settings: Settings, day: dt.date, scale: int, seed: int) -> dict
             conn,
             m.ServiceOrder.__table__,
             pick.with_columns(
-                pl.format("DAY-{}-{}", pl.lit(day.isoformat()), pl.int_range(orders)).alias(
-                    "order_no"
-                ),
+                pl.format(
+                    "DAY-{}-{}-{}",
+                    pl.lit(day.isoformat()),
+                    pl.lit(uuid.uuid4().hex[:8]),
+                    pl.int_range(orders),
+                ).alias("order_no"),
                 pl.lit("maintenance").alias("order_type"),
                 pl.lit(day).alias("settled_on"),
                 pl.Series("amount_fen", rng.integers(40_000, 150_000, orders)),
@@ -202,7 +172,7 @@ def postgres_baseline(settings: Settings, day: dt.date) -> dict[str, float]:
         started = time.perf_counter()
         with pg.connect(uri) as conn:
             for table in TABLES:
-                arrow = db.execute(f"SELECT * FROM {table.name}").fetch_arrow_table()
+                arrow = db.sql(f"SELECT * FROM {table.name}").to_arrow_table()
                 with conn.cursor() as cursor:
                     cursor.adbc_ingest(table.name, arrow, mode="create", db_schema_name=schema)
             conn.commit()
@@ -211,11 +181,18 @@ def postgres_baseline(settings: Settings, day: dt.date) -> dict[str, float]:
         sql = sqlglot.transpile(
             profile_sql(day, settings.profiles, settings.zone), read="duckdb", write="postgres"
         )[0]
+        # PostgreSQL has no arg_max: the usual spelling is the first of an ordered array_agg.
+        sql = re.sub(r"ARG_MAX\(([^,]+), ([^)]+)\)", r"(ARRAY_AGG(\1 ORDER BY \2 DESC))[1]", sql)
+        # … and rounds only numerics to a number of places.
+        sql = sql.replace("ROUND(km_per_day, 2)", "ROUND(CAST(km_per_day AS NUMERIC), 2)")
         with admin.begin() as conn:
             conn.execute(text(f'SET LOCAL search_path TO "{schema}"'))
             conn.execute(text("ANALYZE"))
             started = time.perf_counter()
-            conn.execute(text(f"CREATE TABLE profiles_pg AS {sql}"))
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cursor:  # no parameters: '%' in LIKE stays as written
+                cursor.execute(f"CREATE TABLE profiles_pg AS {sql}")
             features = time.perf_counter() - started
         return {"load_seconds": loaded, "features_seconds": features}
     finally:
@@ -239,38 +216,51 @@ def main() -> None:
     env = {"BAOKE_DATA_DIR": str(settings.data_dir)}
     day = DEFAULT_AS_OF
     (settings.data_dir / "analytics.duckdb").unlink(missing_ok=True)
-    cold = child(["profiles", "refresh", "--as-of", day.isoformat(), "--json"], env)
+    cold = run_baoke(["profiles", "refresh", "--as-of", day.isoformat(), "--json"], env)
     added = add_one_day(settings, day + dt.timedelta(days=1), args.scale, args.seed)
-    steady = child(
-        ["profiles", "refresh", "--as-of", (day + dt.timedelta(days=1)).isoformat(), "--json"], env
-    )
+    next_day = (day + dt.timedelta(days=1)).isoformat()
+    steady = run_baoke(["profiles", "refresh", "--as-of", next_day, "--json"], env)
     rule_seconds = count_new_rule(settings)
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, DuckDB {duckdb.__version__}",
         "scale": args.scale,
-        "rows": json.loads(cold["output"])["snapshot"]["rows_read"],
+        "rows": json.loads(cold.output)["snapshot"]["rows_read"],
         "cold": {
-            "seconds": round(cold["seconds"], 2),
-            "peak_mb": round(cold["peak_mb"]),
-            "phases": json.loads(cold["output"])["timings"],
+            "seconds": round(cold.seconds, 2),
+            "peak_mb": round(cold.peak_mb),
+            "phases": json.loads(cold.output)["timings"],
         },
         "steady": {
-            "seconds": round(steady["seconds"], 2),
-            "peak_mb": round(steady["peak_mb"]),
+            "seconds": round(steady.seconds, 2),
+            "peak_mb": round(steady.peak_mb),
             "new_records": added,
-            "phases": json.loads(steady["output"])["timings"],
+            "phases": json.loads(steady.output)["timings"],
         },
         "new_rule_count_seconds": round(rule_seconds, 3),
     }
     if not args.no_postgres:
         baseline = postgres_baseline(settings, day + dt.timedelta(days=1))
         results["postgres"] = {k: round(v, 2) for k, v in baseline.items()}
-        results["postgres_vs_steady"] = round(baseline["features_seconds"] / steady["seconds"], 1)
+        results["postgres_vs_steady"] = round(baseline["features_seconds"] / steady.seconds, 1)
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
         return
-    print(json.dumps(results, indent=2, ensure_ascii=False))
+    print(
+        f"machine: {results['machine']}; {args.scale:,} customers; rows read cold: "
+        + ", ".join(f"{k} {v:,}" for k, v in results["rows"].items())
+    )
+    for label in ("cold", "steady"):
+        r = results[label]
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in r["phases"].items())
+        print(f"{label:<7} refresh {r['seconds']:>6.1f}s  peak {r['peak_mb']:>6,} MB  ({phases})")
+    print(f"new rule counted in {results['new_rule_count_seconds']:.3f}s")
+    if "postgres" in results:
+        pg = results["postgres"]
+        print(
+            f"PostgreSQL plain SQL features {pg['features_seconds']:.1f}s (load "
+            f"{pg['load_seconds']:.1f}s): {results['postgres_vs_steady']}x the steady refresh"
+        )
 
 
 if __name__ == "__main__":

@@ -201,3 +201,20 @@ def test_incremental_refresh_equals_a_cold_one(store: Engine, tmp_path: Path) ->
     # The new orders show: ten owners spent 6,000 yuan on DAY2.
     changed = [warm_profiles[cid] for _, cid, _ in vehicles]
     assert all(p[4] >= 600_000 for p in changed)  # spend_12m_fen
+
+
+def test_large_writes_rebuild_the_indexes_they_set_aside(
+    store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import inspect
+
+    import baoke.profiles.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "BIG_WRITE", 1)
+    result = refresh(store, tmp_path / "data", DAY1)
+    assert result.entered == len(open_members(store)) > 0
+    inspector = inspect(store)
+    for model in (m.SegmentMembership, m.CustomerProfile):
+        table = model.__table__
+        stored = {ix["name"] for ix in inspector.get_indexes(table.name)}
+        assert {ix.name for ix in table.indexes} <= stored

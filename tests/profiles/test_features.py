@@ -242,7 +242,7 @@ def test_churn_risk_reasons_add_up(w: World) -> None:
     # + deleted WeCom 15 = 110, capped at 100
     assert p["churn_risk"] == 100
     reasons = p["churn_reasons"].split("；")
-    assert reasons[0].startswith("距上次到店669天")
+    assert reasons[0] == "上次到店2025-01-01，超出自身节奏(约180天一次)"
     assert reasons[1:] == [
         "消费下降: 近12个月¥0，前12个月¥3000",
         "有未结投诉",
@@ -252,6 +252,19 @@ def test_churn_risk_reasons_add_up(w: World) -> None:
     assert p["open_complaint"] and p["open_complaint_severity"] == "severe"
     assert p["sms_reachable"] is False and p["wecom_reachable"] is False
     assert p["unsubscribed_90d"] and p["wecom_deleted_by_customer"]
+
+
+def test_lateness_points_move_in_steps_of_five(w: World) -> None:
+    steps = {}
+    for days in (144, 160, 170, 180, 500):  # one visit: rhythm 180 days
+        c = w.customer()
+        v = w.vehicle(c, "2019-01-01")
+        w.order(c, v, (AS_OF - dt.timedelta(days=days)).isoformat(), 0)
+        steps[days] = c
+    profiles = w.profiles()
+    # 50 x (days / 180 - 0.8): 0.0, 4.4, 7.2, 10.0, 98.9 -> 0, 0, 5, 10, capped 50
+    assert {d: profiles[c]["churn_risk"] for d, c in steps.items()} == {
+        144: 0, 160: 0, 170: 5, 180: 10, 500: 50}
 
 
 def test_on_rhythm_owner_has_no_lateness_risk(w: World) -> None:

@@ -65,6 +65,7 @@ def _open_snapshot(settings: Settings) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise BaokeError("no profiles yet: run `baoke profiles refresh` first")
     db = duckdb.connect(str(path), read_only=True)
+    db.execute("SET enable_progress_bar = false")  # it would print into --json output
     tables = {row[0] for row in db.execute("SHOW TABLES").fetchall()}
     if "profiles" not in tables:
         db.close()

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
-from sqlalchemy import Engine, Table, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, delete, select, update
 
 from baoke.config import Settings
 from baoke.ingest.store_io import bulk_insert
@@ -128,32 +130,31 @@ def refresh_profiles(
 def compute_profiles(
     db: duckdb.DuckDBPyConnection, day: dt.date, settings: Settings, tags: list[SegmentDef]
 ) -> None:
-    """Build the ``profiles`` table: features, then auto-tags on top of imported tags."""
+    """Build the ``profiles`` table: features, then auto-tags on top of imported tags.
+
+    The table is written once with the imported tags parsed; tag rules (which see imported
+    tags only, so no tag rule depends on another) then update just the rows they tag.
+    """
     features = profile_sql(day, settings.profiles, settings.zone)
-    db.execute(f"CREATE OR REPLACE TABLE profiles_base AS {features}")
-    # Tag rules see the imported tags only (a tag rule cannot depend on another tag rule).
-    db.execute(
-        "CREATE OR REPLACE TEMP VIEW profiles AS SELECT * EXCLUDE (imported_tags), "
-        "COALESCE(TRY_CAST(json(imported_tags) AS VARCHAR[]), []) AS tags FROM profiles_base"
-    )
+    db.execute(f"""
+        CREATE OR REPLACE TABLE profiles AS
+        SELECT * EXCLUDE (imported_tags),
+               CASE WHEN imported_tags IS NULL THEN []::VARCHAR[]
+                    ELSE list_sort(list_distinct(
+                        COALESCE(TRY_CAST(json(imported_tags) AS VARCHAR[]), []))) END AS tags
+        FROM ({features})
+    """)
     db.execute("CREATE OR REPLACE TEMP TABLE auto_tags (customer_id BIGINT, tag VARCHAR)")
     for tag in tags:
         members = segment_query(tag, as_of=day.isoformat(), tz=settings.timezone)
         db.execute(
             f"INSERT INTO auto_tags SELECT customer_id, ? FROM ({members})", [tag.label or tag.name]
         )
-    db.execute("DROP VIEW profiles")
     db.execute("""
-        CREATE OR REPLACE TABLE profiles AS
-        SELECT b.* EXCLUDE (imported_tags),
-               list_sort(list_distinct(list_concat(
-                   COALESCE(TRY_CAST(json(b.imported_tags) AS VARCHAR[]), []),
-                   COALESCE(t.tags, [])))) AS tags
-        FROM profiles_base b
-        LEFT JOIN (SELECT customer_id, list(tag ORDER BY tag) AS tags FROM auto_tags
-                   GROUP BY customer_id) t USING (customer_id)
+        UPDATE profiles SET tags = list_sort(list_distinct(list_concat(profiles.tags, t.tags)))
+        FROM (SELECT customer_id, list(tag) AS tags FROM auto_tags GROUP BY customer_id) t
+        WHERE profiles.customer_id = t.customer_id
     """)
-    db.execute("DROP TABLE profiles_base")
 
 
 def evaluate_segments(
@@ -219,9 +220,29 @@ def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
                 conn.execute(
                     delete(table).where(table.c.customer_id.in_(ids[start : start + 5_000]))
                 )
-        bulk_insert(conn, table, changed)
+        with _indexes_set_aside(conn, table, changed.height):
+            bulk_insert(conn, table, changed)
     db.execute("CREATE OR REPLACE TABLE profiles_written AS SELECT * FROM profiles_out")
     return changed.height
+
+
+BIG_WRITE = 200_000
+
+
+@contextmanager
+def _indexes_set_aside(conn: Connection, table: Table, rows: int) -> Iterator[None]:
+    """For a large write, drop the table's secondary indexes and build them again after:
+    one sorted build is far cheaper than a million random B-tree inserts (the first refresh
+    writes every profile and every membership)."""
+    if rows < BIG_WRITE:
+        yield
+        return
+    indexes = list(table.indexes)
+    for index in indexes:
+        index.drop(conn)
+    yield
+    for index in indexes:
+        index.create(conn)
 
 
 def _write_memberships(
@@ -247,13 +268,12 @@ def _write_memberships(
         if not exists:
             # The store may hold memberships the snapshot never saw (a new data dir): close them.
             conn.execute(update(table).where(table.c.exited_on.is_(None)).values(exited_on=day))
-        bulk_insert(
-            conn,
-            table,
-            entered.with_columns(
-                pl.lit(day).alias("entered_on"), pl.lit(None, dtype=pl.Date).alias("exited_on")
-            ),
+        # In index order: appending to the B-trees is much cheaper than random inserts.
+        rows = entered.sort("segment", "customer_id").with_columns(
+            pl.lit(day).alias("entered_on"), pl.lit(None, dtype=pl.Date).alias("exited_on")
         )
+        with _indexes_set_aside(conn, table, rows.height):
+            bulk_insert(conn, table, rows)
         if exited.height:
             conn.execute(
                 update(table)

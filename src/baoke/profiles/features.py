@@ -70,19 +70,25 @@ veh AS (
 ),
 pv AS (SELECT * FROM veh WHERE rn = 1),
 so AS (SELECT * FROM service_orders WHERE settled_on <= {as_of}),
+-- One row per customer and visit day first: counting visit days is then a plain count,
+-- much cheaper than COUNT(DISTINCT) over every order.
+so_days AS (
+    SELECT customer_id, settled_on, SUM(amount_fen) AS amount_fen
+    FROM so GROUP BY customer_id, settled_on
+),
 visits AS (
     SELECT customer_id,
            CAST(SUM(CASE WHEN settled_on > {as_of} - INTERVAL 365 DAY
                          THEN amount_fen ELSE 0 END) AS BIGINT) AS spend_12m,
-           COUNT(DISTINCT CASE WHEN settled_on > {as_of} - INTERVAL 365 DAY THEN settled_on END)
-               AS visits_12m,
+           CAST(SUM(CASE WHEN settled_on > {as_of} - INTERVAL 365 DAY THEN 1 ELSE 0 END)
+                AS BIGINT) AS visits_12m,
            CAST(SUM(CASE WHEN settled_on > {as_of} - INTERVAL 730 DAY
                           AND settled_on <= {as_of} - INTERVAL 365 DAY
                          THEN amount_fen ELSE 0 END) AS BIGINT) AS spend_prev_12m,
            MIN(settled_on) AS first_visit_date,
            MAX(settled_on) AS last_visit_date,
-           COUNT(DISTINCT settled_on) AS visit_days
-    FROM so GROUP BY customer_id
+           COUNT(*) AS visit_days
+    FROM so_days GROUP BY customer_id
 ),
 maint AS (
     SELECT vehicle_id, MAX(settled_on) AS last_maintenance_date,
@@ -240,11 +246,12 @@ scored AS (
         CASE WHEN odometer_km >= 100000 THEN 15 ELSE 0 END AS up_km,
         CASE WHEN lead_status = 'open' THEN 20 ELSE 0 END AS up_lead,
         CASE WHEN family LIKE '%孩%' OR family LIKE '%二胎%' THEN 10 ELSE 0 END AS up_family,
-        -- churn risk: overdue against the owner's own rhythm, then aggravating signals
-        -- 50 × (days / rhythm − 0.8) in integers: decimal and double arithmetic (DuckDB,
-        -- Spark) would round differently at the boundaries.
+        -- churn risk: overdue against the owner's own rhythm, then aggravating signals.
+        -- 50 × (days / rhythm − 0.8) in integers (decimal and double arithmetic in DuckDB
+        -- and Spark would round differently at the boundaries), in steps of 5 so a score
+        -- moves every few weeks, not every day, and stored profiles stay stable.
         CASE WHEN is_owner THEN CAST(LEAST(50, GREATEST(0,
-            (days_since_last_visit * 50 - rhythm * 40) // rhythm)) AS BIGINT) ELSE 0 END
+            (days_since_last_visit * 50 - rhythm * 40) // rhythm // 5 * 5)) AS BIGINT) ELSE 0 END
             AS ch_late,
         CASE WHEN spend_prev_12m > 0 AND spend_12m < spend_prev_12m * 0.5 THEN 15 ELSE 0 END
             AS ch_spend,
@@ -292,8 +299,10 @@ SELECT
         ch_late + ch_spend + ch_complaint + ch_unsub + ch_wecom + ch_first) END AS INTEGER)
         AS churn_risk,
     CASE WHEN is_owner THEN NULLIF(CONCAT_WS('；',
-        CASE WHEN ch_late > 0 THEN '距上次到店' || CAST(days_since_last_visit AS VARCHAR)
-             || '天，超出自身节奏(约' || CAST(rhythm AS VARCHAR) || '天)' END,
+        -- The last visit's date, not a day count: the reason then changes only when the
+        -- situation does.
+        CASE WHEN ch_late > 0 THEN '上次到店' || CAST(COALESCE(last_visit_date, delivery_date)
+             AS VARCHAR) || '，超出自身节奏(约' || CAST(rhythm AS VARCHAR) || '天一次)' END,
         CASE WHEN ch_spend > 0 THEN '消费下降: 近12个月¥' || CAST(spend_12m // 100 AS VARCHAR)
              || '，前12个月¥' || CAST(spend_prev_12m // 100 AS VARCHAR) END,
         CASE WHEN open_level IS NOT NULL THEN '有未结投诉'

@@ -19,11 +19,17 @@ from typing import Any
 
 import pyarrow as pa
 
+# The driver guesses each column's type from its first batch and fails when a later batch
+# disagrees (a column empty at first, text later). One batch per query makes the guess see
+# every value; a column empty throughout arrives as int64 nulls, which the snapshot casts.
+ONE_BATCH = str(100_000_000)
+
 
 def _read(database: str, sql: str, target: Path) -> int:
     import adbc_driver_sqlite.dbapi as sqlite_dbapi
 
     with sqlite_dbapi.connect(database) as conn, conn.cursor() as cursor:
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": ONE_BATCH})
         cursor.execute(sql)
         table = cursor.fetch_arrow_table()
     with pa.OSFile(str(target), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
