@@ -598,3 +598,13 @@ def test_email_variant_needs_subject_and_body() -> None:
     assert "missing 'subject'" in error(bad).detail
     worst = replace("的专属礼遇", "的顶级礼遇", text)
     assert "'顶级'" in error(worst).detail
+
+
+def test_missing_keys_and_empty_file() -> None:
+    text = replace("name: winback_test\n", "")
+    text = replace("  - segment: at_risk\n", "  - segment: at_rsk\n", text)
+    err = error(text)
+    assert [(e.line, e.pointer) for e in err.errors] == [(1, ""), (4, "triggers[0].segment")]
+    assert err.errors[0].detail == "missing 'name'"
+    assert "empty playbook file" in error("# nothing\n").detail
+    assert "expected a mapping" in error("- a\n- b\n").detail

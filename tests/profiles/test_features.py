@@ -264,7 +264,12 @@ def test_lateness_points_move_in_steps_of_five(w: World) -> None:
     profiles = w.profiles()
     # 50 x (days / 180 - 0.8): 0.0, 4.4, 7.2, 10.0, 98.9 -> 0, 0, 5, 10, capped 50
     assert {d: profiles[c]["churn_risk"] for d, c in steps.items()} == {
-        144: 0, 160: 0, 170: 5, 180: 10, 500: 50}
+        144: 0,
+        160: 0,
+        170: 5,
+        180: 10,
+        500: 50,
+    }
 
 
 def test_on_rhythm_owner_has_no_lateness_risk(w: World) -> None:

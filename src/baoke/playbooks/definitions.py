@@ -597,6 +597,8 @@ class _PlaybookParser(_Parser):
             )
 
         def value(key: str) -> yaml.Node:
+            if key not in got:
+                raise _Collected  # a required key: its absence is reported above
             return got[key][1]
 
         name = self.collect(lambda: self.ident(value("name"), "name", "name"))
