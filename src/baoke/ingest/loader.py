@@ -473,7 +473,7 @@ def load_vehicles(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) ->
     if bad_check:
         out.warnings["车架号校验位错误 (已导入并标记)"] += bad_check
     frame = frame.rename({"price": "price_fen"})
-    written = upsert(
+    upsert(
         ctx,
         _t(m.Vehicle),
         frame,
@@ -495,7 +495,6 @@ def load_vehicles(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) ->
         ],
         out,
     )
-    del written
     readings = frame.filter(pl.col("mileage").is_not_null() & pl.col("mileage_date").is_not_null())
     if readings.height:
         ids = fetch_by_keys(ctx.conn, _t(m.Vehicle), ["vin"], readings, ["id", "vin"])

@@ -6,7 +6,6 @@ of natural keys, compares in polars, and writes inserts and updates with one exe
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -351,8 +350,3 @@ def changed_mask(new: pl.DataFrame, old_suffix: str, columns: Sequence[str]) -> 
         return pl.lit(False)
     diffs = [~pl.col(c).eq_missing(pl.col(f"{c}{old_suffix}")) for c in columns]
     return pl.any_horizontal(diffs)
-
-
-def today_utc() -> dt.datetime:
-    """Now, in UTC."""
-    return dt.datetime.now(dt.UTC)
