@@ -23,6 +23,7 @@ from rich.table import Table
 from baoke import __version__
 from baoke.config import Settings, load_settings
 from baoke.errors import BaokeError, InputError
+from baoke.playbooks.commands import playbooks_app
 from baoke.profiles.commands import profiles_app, segments_app
 from baoke.store.db import current_revision, ensure_schema, head_revision, make_engine, redact
 
@@ -37,6 +38,7 @@ db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_he
 app.add_typer(db_app, name="db")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(segments_app, name="segments")
+app.add_typer(playbooks_app, name="playbooks")
 
 console = Console()
 err = Console(stderr=True)
