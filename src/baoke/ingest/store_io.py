@@ -310,6 +310,37 @@ def _copy_into(raw: Any, table: Table, frame: pl.DataFrame) -> None:
         copy.write(data.encode("utf-8"))
 
 
+def bulk_upsert(conn: Connection, table: Table, frame: pl.DataFrame, key: str) -> None:
+    """Insert or replace rows by the unique ``key`` column, in one pass.
+
+    SQLite: one ``executemany`` of ``INSERT … ON CONFLICT DO UPDATE`` (half the work of a
+    delete and an insert). PostgreSQL: delete the keys with one ``= ANY``, then ``COPY``.
+    """
+    if frame.height == 0:
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table.name} WHERE {key} = ANY(%s)", (frame[key].to_list(),)
+            )
+        _copy_into(raw, table, frame)
+        return
+    names = ", ".join(frame.columns)
+    marks = ", ".join("?" * frame.width)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in frame.columns if c != key)
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates}",
+            _sqlite_values(frame).rows(),
+        )
+    finally:
+        cursor.close()
+
+
 def bulk_update(conn: Connection, table: Table, frame: pl.DataFrame, key: str = "id") -> None:
     """Update rows matched on ``key`` with the other columns of ``frame``; touches updated_at."""
     if frame.height == 0:

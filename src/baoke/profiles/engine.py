@@ -17,10 +17,10 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from sqlalchemy import Connection, Engine, Table, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, Table, delete, select, update
 
 from baoke.config import Settings
-from baoke.ingest.store_io import bulk_insert
+from baoke.ingest.store_io import bulk_insert, bulk_upsert
 from baoke.profiles.features import profile_sql
 from baoke.profiles.snapshot import Snapshot, SnapshotStats, first_row
 from baoke.segments.rules import SegmentDef, builtin_segments, segment_query
@@ -214,14 +214,9 @@ def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
     with engine.begin() as conn:
         if not exists:
             conn.execute(delete(table))
-        else:
-            ids = changed["customer_id"].to_list()
-            for start in range(0, len(ids), 5_000):
-                conn.execute(
-                    delete(table).where(table.c.customer_id.in_(ids[start : start + 5_000]))
-                )
-        with _indexes_set_aside(conn, table, changed.height):
             bulk_insert(conn, table, changed)
+        else:
+            bulk_upsert(conn, table, changed, "customer_id")
     db.execute("CREATE OR REPLACE TABLE profiles_written AS SELECT * FROM profiles_out")
     return changed.height
 
@@ -275,16 +270,34 @@ def _write_memberships(
         with _indexes_set_aside(conn, table, rows.height):
             bulk_insert(conn, table, rows)
         if exited.height:
-            conn.execute(
-                update(table)
-                .where(table.c.segment == bindparam("seg"))
-                .where(table.c.customer_id == bindparam("cid"))
-                .where(table.c.exited_on.is_(None))
-                .values(exited_on=day),
-                exited.rename({"segment": "seg", "customer_id": "cid"}).to_dicts(),
-            )
+            _close_memberships(conn, exited, day)
     db.execute("CREATE OR REPLACE TABLE members_written AS SELECT * FROM segment_members")
     return entered.height, exited.height
+
+
+def _close_memberships(conn: Connection, exited: pl.DataFrame, day: dt.date) -> None:
+    """Set ``exited_on`` on the open membership of each (segment, customer) that left."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cursor:
+            cursor.execute(
+                "UPDATE segment_memberships m SET exited_on = %s "
+                "FROM unnest(%s::text[], %s::bigint[]) AS x(segment, customer_id) "
+                "WHERE m.segment = x.segment AND m.customer_id = x.customer_id "
+                "AND m.exited_on IS NULL",
+                (day, exited["segment"].to_list(), exited["customer_id"].to_list()),
+            )
+        return
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            "UPDATE segment_memberships SET exited_on = ? "
+            "WHERE segment = ? AND customer_id = ? AND exited_on IS NULL",
+            [(day.isoformat(), seg, cid) for seg, cid in exited.iter_rows()],
+        )
+    finally:
+        cursor.close()
 
 
 def _write_definitions(

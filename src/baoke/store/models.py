@@ -402,8 +402,10 @@ class CustomerProfile(Base):
     # rewritten); segment_definitions.evaluated_on is the date of the latest refresh.
     as_of: Mapped[dt.date] = mapped_column(Date)
     is_owner: Mapped[bool] = mapped_column(Boolean)
-    value_tier: Mapped[str | None] = mapped_column(String(8), index=True)
-    lifecycle_stage: Mapped[str] = mapped_column(String(16), index=True)
+    # No indexes on tier or stage: a handful of values over millions of rows makes an index
+    # that costs every daily write and that no query can use well (segments answer "who").
+    value_tier: Mapped[str | None] = mapped_column(String(8))
+    lifecycle_stage: Mapped[str] = mapped_column(String(16))
     spend_12m_fen: Mapped[int] = mapped_column(BigInteger)
     visits_12m: Mapped[int] = mapped_column(Integer)
     last_visit_date: Mapped[dt.date | None] = mapped_column(Date)

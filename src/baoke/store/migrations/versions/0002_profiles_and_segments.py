@@ -87,13 +87,6 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_customer_profiles")),
     )
-    with op.batch_alter_table("customer_profiles", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_customer_profiles_lifecycle_stage"), ["lifecycle_stage"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_customer_profiles_value_tier"), ["value_tier"], unique=False
-        )
 
     op.create_table(
         "segment_memberships",
@@ -126,10 +119,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_segment_memberships_customer_id"))
 
     op.drop_table("segment_memberships")
-    with op.batch_alter_table("customer_profiles", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_customer_profiles_value_tier"))
-        batch_op.drop_index(batch_op.f("ix_customer_profiles_lifecycle_stage"))
-
     op.drop_table("customer_profiles")
     with op.batch_alter_table("segment_definitions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_segment_definitions_updated_at"))
