@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from baoke.errors import BaokeError
+from baoke.errors import LocatedError
 from baoke.playbooks.festivals import FESTIVALS
 from baoke.playbooks.templates import (
     CHANNELS,
@@ -379,33 +379,15 @@ class Playbook:
 # --------------------------------------------------------------------------------------------
 
 
-class PlaybookError(BaokeError):
+class PlaybookError(LocatedError):
     """A playbook file is wrong; ``str()`` is ``path:line:column: pointer: message``.
 
-    Same shape as :class:`baoke.segments.rules.RuleError`: 1-based ``line``/``column``, a
-    ``pointer`` into the document (``steps[2].branch.then``), ``detail`` the bare message, and
-    ``errors`` every error of the file in file order, this one first.
+    Same shape as :class:`baoke.segments.rules.RuleError` (both are
+    :class:`baoke.errors.LocatedError`), with ``pointer`` into the playbook
+    (``steps[2].branch.then``).
     """
 
-    def __init__(
-        self,
-        message: str,
-        path: str = "<string>",
-        line: int = 1,
-        column: int = 1,
-        pointer: str = "",
-    ) -> None:
-        self.path = path
-        self.line = line
-        self.column = column
-        self.pointer = pointer
-        self.errors: tuple[PlaybookError, ...] = (self,)
-        where = f"{path}:{line}:{column}: "
-        super().__init__(where + (f"{pointer}: {message}" if pointer else message))
-        self.detail = message
-
-    def __str__(self) -> str:
-        return self.message
+    errors: tuple[PlaybookError, ...]
 
     @classmethod
     def from_rule_error(cls, err: RuleError) -> PlaybookError:

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from sqlglot import exp
 
-from baoke.errors import BaokeError
+from baoke.errors import LocatedError
 from baoke.profiles.schema import PROFILE_COLUMNS, RECORD_TABLES, Column, Kind
 
 __all__ = [
@@ -151,34 +151,14 @@ class SegmentDef:
 # --------------------------------------------------------------------------------------------
 
 
-class RuleError(BaokeError):
+class RuleError(LocatedError):
     """A rule file is wrong; ``str()`` is ``path:line:column: pointer: message``.
 
-    ``line`` and ``column`` are 1-based; ``pointer`` is the place in the rule
-    (``rule.all[1].field``; empty for the document as a whole). ``errors`` holds every error
-    found in the file, in file order, this one first.
+    ``pointer`` is the place in the rule (``rule.all[1].field``); see
+    :class:`baoke.errors.LocatedError` for the other attributes.
     """
 
-    def __init__(
-        self,
-        message: str,
-        path: str = "<string>",
-        line: int = 1,
-        column: int = 1,
-        pointer: str = "",
-    ) -> None:
-        self.path = path
-        self.line = line
-        self.column = column
-        self.pointer = pointer
-        self.errors: tuple[RuleError, ...] = (self,)
-        where = f"{path}:{line}:{column}: "
-        super().__init__(where + (f"{pointer}: {message}" if pointer else message))
-        # BaokeError.message is the user-facing line the CLI prints; keep the bare text apart.
-        self.detail = message
-
-    def __str__(self) -> str:
-        return self.message
+    errors: tuple[RuleError, ...]
 
 
 # --------------------------------------------------------------------------------------------
