@@ -263,7 +263,7 @@ def bulk_insert(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
     assert raw is not None
     names = ", ".join(frame.columns)
     if conn.dialect.name == "postgresql":
-        _copy_into(raw, table, frame)
+        _copy_into(raw, table.name, frame)
         return
     if conn.dialect.name != "sqlite":
         conn.execute(insert(table), _python_rows(frame))
@@ -273,6 +273,43 @@ def bulk_insert(conn: Connection, table: Table, frame: pl.DataFrame) -> None:
     try:
         cursor.executemany(
             f"INSERT INTO {table.name} ({names}) VALUES ({marks})", _sqlite_values(frame).rows()
+        )
+    finally:
+        cursor.close()
+
+
+def bulk_insert_new(conn: Connection, table: Table, frame: pl.DataFrame, conflict: str) -> None:
+    """Like :func:`bulk_insert`, but rows that would violate a unique index are skipped.
+
+    ``conflict`` is the ``ON CONFLICT`` target, e.g. ``(segment, customer_id) WHERE exited_on
+    IS NULL`` for a partial unique index. PostgreSQL copies into a temporary table first,
+    because ``COPY`` itself cannot skip conflicts.
+    """
+    if frame.height == 0:
+        return
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    names = ", ".join(frame.columns)
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMP TABLE _incoming (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+        _copy_into(raw, "_incoming", frame)
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table.name} ({names}) SELECT {names} FROM _incoming "
+                f"ON CONFLICT {conflict} DO NOTHING"
+            )
+            cursor.execute("DROP TABLE _incoming")
+        return
+    marks = ", ".join("?" * frame.width)
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "
+            f"ON CONFLICT {conflict} DO NOTHING",
+            _sqlite_values(frame).rows(),
         )
     finally:
         cursor.close()
@@ -295,7 +332,7 @@ def _sqlite_values(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(fixes) if fixes else frame
 
 
-def _copy_into(raw: Any, table: Table, frame: pl.DataFrame) -> None:
+def _copy_into(raw: Any, table: str, frame: pl.DataFrame) -> None:
     """PostgreSQL's COPY in CSV: many times faster than INSERT for large batches."""
     fixes = [
         pl.col(name).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00")
@@ -305,7 +342,7 @@ def _copy_into(raw: Any, table: Table, frame: pl.DataFrame) -> None:
     data = (frame.with_columns(fixes) if fixes else frame).write_csv(
         include_header=False, null_value="", quote_style="non_numeric"
     )
-    statement = f"COPY {table.name} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)"
+    statement = f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)"
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         copy.write(data.encode("utf-8"))
 
@@ -325,7 +362,7 @@ def bulk_upsert(conn: Connection, table: Table, frame: pl.DataFrame, key: str) -
             cursor.execute(
                 f"DELETE FROM {table.name} WHERE {key} = ANY(%s)", (frame[key].to_list(),)
             )
-        _copy_into(raw, table, frame)
+        _copy_into(raw, table.name, frame)
         return
     names = ", ".join(frame.columns)
     marks = ", ".join("?" * frame.width)

@@ -20,7 +20,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine, Table, delete, select, update
 
 from baoke.config import Settings
-from baoke.ingest.store_io import bulk_insert, bulk_upsert
+from baoke.ingest.store_io import bulk_insert, bulk_insert_new, bulk_upsert
 from baoke.profiles.features import profile_sql
 from baoke.profiles.snapshot import Snapshot, SnapshotStats, first_row
 from baoke.segments.rules import SegmentDef, builtin_segments, segment_query
@@ -222,6 +222,7 @@ def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
 
 
 BIG_WRITE = 200_000
+OPEN_STAY = "(segment, customer_id) WHERE exited_on IS NULL"  # uq_segment_memberships_open
 
 
 @contextmanager
@@ -267,8 +268,12 @@ def _write_memberships(
         rows = entered.sort("segment", "customer_id").with_columns(
             pl.lit(day).alias("entered_on"), pl.lit(None, dtype=pl.Date).alias("exited_on")
         )
-        with _indexes_set_aside(conn, table, rows.height):
-            bulk_insert(conn, table, rows)
+        if not exists:
+            with _indexes_set_aside(conn, table, rows.height):
+                bulk_insert(conn, table, rows)  # every open stay was just closed
+        else:
+            # A refresh replayed after a crash may bring entries the store already has.
+            bulk_insert_new(conn, table, rows, OPEN_STAY)
         if exited.height:
             _close_memberships(conn, exited, day)
     db.execute("CREATE OR REPLACE TABLE members_written AS SELECT * FROM segment_members")

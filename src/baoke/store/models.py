@@ -458,9 +458,13 @@ class SegmentMembership(Base):
     exited_on: Mapped[dt.date | None] = mapped_column(Date)
 
 
+# At most one open stay per customer and segment: a refresh that is replayed after a crash
+# cannot open a second one. The exit update finds the open stay through it too.
 Index(
-    "ix_segment_memberships_open",
+    "uq_segment_memberships_open",
     SegmentMembership.segment,
-    SegmentMembership.exited_on,
     SegmentMembership.customer_id,
+    unique=True,
+    sqlite_where=SegmentMembership.exited_on.is_(None),
+    postgresql_where=SegmentMembership.exited_on.is_(None),
 )

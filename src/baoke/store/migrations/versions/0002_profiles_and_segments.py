@@ -109,13 +109,17 @@ def upgrade() -> None:
             batch_op.f("ix_segment_memberships_customer_id"), ["customer_id"], unique=False
         )
         batch_op.create_index(
-            "ix_segment_memberships_open", ["segment", "exited_on", "customer_id"], unique=False
+            "uq_segment_memberships_open",
+            ["segment", "customer_id"],
+            unique=True,
+            sqlite_where=sa.text("exited_on IS NULL"),
+            postgresql_where=sa.text("exited_on IS NULL"),
         )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("segment_memberships", schema=None) as batch_op:
-        batch_op.drop_index("ix_segment_memberships_open")
+        batch_op.drop_index("uq_segment_memberships_open")
         batch_op.drop_index(batch_op.f("ix_segment_memberships_customer_id"))
 
     op.drop_table("segment_memberships")
