@@ -109,3 +109,14 @@ def test_demo_small_twice(tmp_path: Path) -> None:
     second = baoke("demo", "--customers", "400", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "Nothing changed" in second.stdout
+    rule = tmp_path / "typo.yaml"
+    rule.write_text(
+        "name: typo\nlabel: t\ndescription: d\nrule:\n  count:\n    table: events\n"
+        '    where: {event_type: model_veiw}\n  ">=": 1\n',
+        encoding="utf-8",
+    )
+    tested = baoke("segments", "test", str(rule), cwd=tmp_path, env={"COLUMNS": "200"})
+    assert tested.returncode == 0, tested.stderr
+    assert "no customer matches typo" in tested.stdout and "model_view" in tested.stdout
+    counted = json.loads(baoke("segments", "count", "tier_high", "--json", cwd=tmp_path).stdout)
+    assert counted["members"] > 0

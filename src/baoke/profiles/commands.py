@@ -294,6 +294,14 @@ def test_rule(
         for seg in definitions:
             total, sample = _members(db, seg, limit, settings.timezone)
             results.append((seg, total, sample))
+        # Event types are an open list, so a misspelt one is valid and matches nobody: when a
+        # rule finds no one, show what the data holds.
+        event_types = [
+            row[0]
+            for row in db.execute(
+                "SELECT event_type FROM events GROUP BY event_type ORDER BY count(*) DESC LIMIT 20"
+            ).fetchall()
+        ]
     finally:
         db.close()
     if as_json:
@@ -301,6 +309,12 @@ def test_rule(
         return
     for seg, total, sample in results:
         _print_members(seg, total, sample, False)
+        if total == 0:
+            console.print(
+                f"no customer matches {seg.name}; check the values it compares. "
+                f"Event types in the data: {escape(', '.join(map(str, event_types)))}",
+                highlight=False,
+            )
 
 
 def _print_members(
