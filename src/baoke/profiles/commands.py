@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from baoke.config import Settings, load_settings
 from baoke.errors import BaokeError, InputError
@@ -94,7 +96,12 @@ def refresh(
     day = _parse_day(as_of) if as_of else None
     engine = make_engine(settings.url)
     ensure_schema(engine)
-    result = refresh_profiles(settings, engine, day, all_definitions(settings))
+    try:
+        result = refresh_profiles(settings, engine, day, all_definitions(settings))
+    except (SQLAlchemyError, sqlite3.Error, duckdb.Error, OSError) as exc:
+        # Each write is its own transaction, so what was committed stays consistent.
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BaokeError(f"profile refresh failed: {first}") from exc
     if as_json:
         _print_json(
             {

@@ -203,11 +203,12 @@ def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
     )
     if exists:
         differs = " OR ".join(f"o.{c} IS DISTINCT FROM w.{c}" for c in COMPARED)
-        changed = _frame(
-            db,
-            f"SELECT o.* FROM profiles_out o LEFT JOIN profiles_written w USING (customer_id) "
-            f"WHERE w.customer_id IS NULL OR {differs}",
+        db.execute(
+            f"CREATE OR REPLACE TEMP TABLE profiles_changed AS SELECT o.* FROM profiles_out o "
+            f"LEFT JOIN profiles_written w USING (customer_id) "
+            f"WHERE w.customer_id IS NULL OR {differs}"
         )
+        changed = _frame(db, "SELECT * FROM profiles_changed")
     else:
         changed = _frame(db, "SELECT * FROM profiles_out")
     table = _t(m.CustomerProfile)
@@ -217,7 +218,15 @@ def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
             bulk_insert(conn, table, changed)
         else:
             bulk_upsert(conn, table, changed, "customer_id")
-    db.execute("CREATE OR REPLACE TABLE profiles_written AS SELECT * FROM profiles_out")
+    if exists:
+        # Bring the baseline up to date with the rows just written, not a full copy.
+        db.execute(
+            "DELETE FROM profiles_written WHERE customer_id IN "
+            "(SELECT customer_id FROM profiles_changed)"
+        )
+        db.execute("INSERT INTO profiles_written SELECT * FROM profiles_changed")
+    else:
+        db.execute("CREATE OR REPLACE TABLE profiles_written AS SELECT * FROM profiles_out")
     return changed.height
 
 
@@ -276,7 +285,18 @@ def _write_memberships(
             bulk_insert_new(conn, table, rows, OPEN_STAY)
         if exited.height:
             _close_memberships(conn, exited, day)
-    db.execute("CREATE OR REPLACE TABLE members_written AS SELECT * FROM segment_members")
+    if exists:
+        db.register("_entered", entered.to_arrow())
+        db.register("_exited", exited.to_arrow())
+        db.execute(
+            "DELETE FROM members_written WHERE (segment, customer_id) IN "
+            "(SELECT segment, customer_id FROM _exited)"
+        )
+        db.execute("INSERT INTO members_written SELECT segment, customer_id FROM _entered")
+        db.unregister("_entered")
+        db.unregister("_exited")
+    else:
+        db.execute("CREATE OR REPLACE TABLE members_written AS SELECT * FROM segment_members")
     return entered.height, exited.height
 
 
