@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from baoke.ingest.kinds import KINDS
+
 
 class Kind(StrEnum):
     """Value kinds a rule can compare."""
@@ -39,6 +41,20 @@ def _c(name: str, kind: Kind, label: str, description: str = "", *choices: str) 
 
 
 K = Kind
+
+
+def _enum(kind: str, field: str) -> tuple[str, ...]:
+    """The canonical values of an import field's closed list: one source for both sides."""
+    return tuple(KINDS[kind].field(field).choices)
+
+
+ORDER_TYPES = _enum("service-orders", "order_type")
+SEVERITIES = _enum("complaints", "severity")
+COMPLAINT_STATUSES = _enum("complaints", "status")
+LEAD_STAGES = _enum("leads", "stage")
+LEAD_STATUSES = _enum("leads", "status")
+LOST_REASONS = _enum("leads", "lost_reason")
+DELETED_BY = _enum("wecom-relations", "deleted_by")
 
 VALUE_TIERS = ("high", "mid", "low")
 LIFECYCLE_STAGES = (
@@ -92,7 +108,7 @@ PROFILE_COLUMNS: tuple[Column, ...] = (
     _c("churn_risk", K.INT, "流失风险分", "0-100"),
     _c("churn_reasons", K.TEXT, "流失风险原因"),
     _c("open_complaint", K.BOOL, "有未结投诉"),
-    _c("open_complaint_severity", K.TEXT, "未结投诉等级", "", "severe", "medium", "light"),
+    _c("open_complaint_severity", K.TEXT, "未结投诉等级", "", *SEVERITIES),
     _c("complaints_12m", K.INT, "近12个月投诉数"),
     _c("mobile_valid", K.BOOL, "手机号有效"),
     _c("sms_reachable", K.BOOL, "短信可触达"),
@@ -102,18 +118,14 @@ PROFILE_COLUMNS: tuple[Column, ...] = (
     _c("phone_reachable", K.BOOL, "电话可触达"),
     _c("unsubscribed_90d", K.BOOL, "近90天退订"),
     _c("wecom_deleted_by_customer", K.BOOL, "客户删除企微"),
-    _c("lead_status", K.TEXT, "线索状态", "latest lead", "open", "won", "lost"),
-    _c("lead_stage", K.TEXT, "线索阶段", "", "inquiry", "visit", "test_drive", "quote"),
+    _c("lead_status", K.TEXT, "线索状态", "latest lead", *LEAD_STATUSES),
+    _c("lead_stage", K.TEXT, "线索阶段", "", *LEAD_STAGES),
     _c(
         "lead_lost_reason",
         K.TEXT,
         "战败原因",
         "",
-        "price",
-        "configuration",
-        "delivery_time",
-        "competitor",
-        "unknown",
+        *LOST_REASONS,
     ),
     _c("lead_model_of_interest", K.TEXT, "意向车型"),
     _c("lead_lost_on", K.DATE, "战败日期"),
@@ -134,11 +146,7 @@ RECORD_TABLES: dict[str, tuple[str, tuple[Column, ...]]] = {
                 K.TEXT,
                 "工单类型",
                 "",
-                "maintenance",
-                "repair",
-                "claim",
-                "accessory",
-                "insurance",
+                *ORDER_TYPES,
             ),
             _c("amount_fen", K.MONEY, "金额"),
             _c("mileage_km", K.INT, "里程"),
@@ -158,8 +166,8 @@ RECORD_TABLES: dict[str, tuple[str, tuple[Column, ...]]] = {
     "complaints": (
         "opened_at",
         (
-            _c("severity", K.TEXT, "严重程度", "", "severe", "medium", "light"),
-            _c("status", K.TEXT, "状态", "", "open", "in_progress", "resolved", "closed"),
+            _c("severity", K.TEXT, "严重程度", "", *SEVERITIES),
+            _c("status", K.TEXT, "状态", "", *COMPLAINT_STATUSES),
             _c("satisfaction", K.INT, "满意度"),
             _c("opened_at", K.TIMESTAMP, "投诉时间"),
         ),
@@ -167,18 +175,14 @@ RECORD_TABLES: dict[str, tuple[str, tuple[Column, ...]]] = {
     "leads": (
         "created_on",
         (
-            _c("stage", K.TEXT, "阶段", "", "inquiry", "visit", "test_drive", "quote"),
-            _c("status", K.TEXT, "状态", "", "open", "won", "lost"),
+            _c("stage", K.TEXT, "阶段", "", *LEAD_STAGES),
+            _c("status", K.TEXT, "状态", "", *LEAD_STATUSES),
             _c(
                 "lost_reason",
                 K.TEXT,
                 "战败原因",
                 "",
-                "price",
-                "configuration",
-                "delivery_time",
-                "competitor",
-                "unknown",
+                *LOST_REASONS,
             ),
             _c("model_of_interest", K.TEXT, "意向车型"),
             _c("created_on", K.DATE, "创建日期"),
@@ -189,7 +193,7 @@ RECORD_TABLES: dict[str, tuple[str, tuple[Column, ...]]] = {
         "added_at",
         (
             _c("state", K.TEXT, "渠道码"),
-            _c("deleted_by", K.TEXT, "删除方", "", "customer", "staff"),
+            _c("deleted_by", K.TEXT, "删除方", "", *DELETED_BY),
             _c("added_at", K.TIMESTAMP, "添加时间"),
             _c("deleted_at", K.TIMESTAMP, "删除时间"),
         ),
