@@ -9,7 +9,6 @@ row: every row ends up inserted, updated, unchanged, merged or rejected — neve
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -694,8 +693,9 @@ def load_consents(ctx: ImportContext, frame: pl.DataFrame, out: BatchOutcome) ->
             pl.lit("consent.imported").alias("action"),
             pl.lit("consent").alias("entity"),
             pl.col("customer_id").cast(pl.String).alias("entity_id"),
+            # Encoded by polars for the whole batch, not json.dumps per row.
             pl.struct("channel", "purpose", "granted", "basis")
-            .map_elements(lambda s: json.dumps(s, ensure_ascii=False), return_dtype=pl.String)
+            .struct.json_encode()
             .alias("detail"),
         )
         bulk_insert(ctx.conn, _t(m.AuditEntry), audit)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,6 +75,16 @@ def _open_snapshot(settings: Settings) -> duckdb.DuckDBPyConnection:
         db.close()
         raise BaokeError("no profiles yet: run `baoke profiles refresh` first")
     return db
+
+
+@contextmanager
+def _snapshot(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The latest profiles, read-only, closed afterwards."""
+    db = _open_snapshot(settings)
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 def _as_of(db: duckdb.DuckDBPyConnection) -> str:
@@ -146,8 +158,7 @@ def show_profile(
 ) -> None:
     """Explain one customer: every feature, the reasons behind the scores, the segments."""
     settings = load_settings()
-    db = _open_snapshot(settings)
-    try:
+    with _snapshot(settings) as db:
         cursor = db.execute("SELECT * FROM profiles WHERE customer_id = ?", [customer_id])
         row = first_row(cursor.fetchall())
         if row is None:
@@ -164,8 +175,6 @@ def show_profile(
                 [customer_id],
             ).fetchall()
         ]
-    finally:
-        db.close()
     profile["name"] = mask_name(person[0]) if person else None
     profile["mobile"] = mask_mobile(person[1]) if person else None
     profile["segments"] = segments
@@ -188,15 +197,12 @@ def list_segments(
     settings = load_settings()
     counts: dict[str, int] = {}
     if snapshot_path(settings).exists():
-        db = _open_snapshot(settings)
-        try:
+        with _snapshot(settings) as db:
             counts = dict(
                 db.execute(
                     "SELECT segment, count(*) FROM segment_members GROUP BY segment"
                 ).fetchall()
             )
-        finally:
-            db.close()
     rows: list[dict[str, Any]] = [
         {
             "name": d.name,
@@ -258,11 +264,8 @@ def count_segment(
     """How many customers are in a segment now (from the latest profiles)."""
     settings = load_settings()
     seg = _find(settings, name)
-    db = _open_snapshot(settings)
-    try:
+    with _snapshot(settings) as db:
         total, _ = _members(db, seg, None, settings.timezone)
-    finally:
-        db.close()
     if as_json:
         _print_json({"segment": name, "members": total})
     else:
@@ -278,11 +281,8 @@ def show_segment(
     """List members of a segment with the features that put them there (mobiles masked)."""
     settings = load_settings()
     seg = _find(settings, name)
-    db = _open_snapshot(settings)
-    try:
+    with _snapshot(settings) as db:
         total, sample = _members(db, seg, limit, settings.timezone)
-    finally:
-        db.close()
     _print_members(seg, total, sample, as_json)
 
 
@@ -295,9 +295,8 @@ def test_rule(
     """Count and sample a rule file against the latest profiles, without saving anything."""
     settings = load_settings()
     definitions = _load(rule_file)
-    db = _open_snapshot(settings)
     results = []
-    try:
+    with _snapshot(settings) as db:
         for seg in definitions:
             total, sample = _members(db, seg, limit, settings.timezone)
             results.append((seg, total, sample))
@@ -309,8 +308,6 @@ def test_rule(
                 "SELECT event_type FROM events GROUP BY event_type ORDER BY count(*) DESC LIMIT 20"
             ).fetchall()
         ]
-    finally:
-        db.close()
     if as_json:
         _print_json([{"segment": s.name, "members": t, "sample": smp} for s, t, smp in results])
         return
