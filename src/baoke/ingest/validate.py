@@ -358,16 +358,17 @@ def vin_check_ok(vins: pl.Series) -> pl.Series:
 
 
 def _parse_vin(s: pl.Series, spec: FieldSpec, tz: ZoneInfo) -> _Result:
-    v = _ascii(s).str.replace_all(_SPACE_DASH, "").str.to_uppercase()
+    shown = _ascii(s)  # errors show the value as the scalar path does (half-width)
+    v = shown.str.replace_all(_SPACE_DASH, "").str.to_uppercase()
     length_ok = v.str.len_chars() == 17
     chars_ok = v.str.contains(_VIN_RE)
     ok = (length_ok & chars_ok).fill_null(False)
     values = pl.select(pl.when(ok).then(v)).to_series()
     errors = pl.select(
         pl.when(s.is_not_null() & ~length_ok)
-        .then(pl.concat_str(pl.lit(f"{spec.label}长度错误: "), s, pl.lit(" (应为17位)")))
+        .then(pl.concat_str(pl.lit(f"{spec.label}长度错误: "), shown, pl.lit(" (应为17位)")))
         .when(s.is_not_null() & ~chars_ok)
-        .then(pl.concat_str(pl.lit(f"{spec.label}含非法字符: "), s, pl.lit(" (不允许 I/O/Q)")))
+        .then(pl.concat_str(pl.lit(f"{spec.label}含非法字符: "), shown, pl.lit(" (不允许 I/O/Q)")))
     ).to_series()
     return values, errors, vin_check_ok(values)
 
