@@ -23,6 +23,7 @@ from rich.table import Table
 from baoke import __version__
 from baoke.config import Settings, load_settings
 from baoke.errors import BaokeError, InputError
+from baoke.journeys.commands import candidates_command, events_app, journeys_app, run_command
 from baoke.playbooks.commands import playbooks_app
 from baoke.profiles.commands import profiles_app, segments_app
 from baoke.store.db import current_revision, ensure_schema, head_revision, make_engine, redact
@@ -39,6 +40,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(segments_app, name="segments")
 app.add_typer(playbooks_app, name="playbooks")
+app.add_typer(events_app, name="events")
+app.add_typer(journeys_app, name="journeys")
+app.command("run")(run_command)
+app.command("candidates")(candidates_command)
 
 console = Console()
 err = Console(stderr=True)

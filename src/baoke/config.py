@@ -6,7 +6,9 @@ Precedence, highest first: environment variables, ``baoke.toml`` (the file named
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import tomllib
 from functools import cached_property
 from pathlib import Path
@@ -82,6 +84,61 @@ class ProfileSettings(BaseModel):
         return self
 
 
+# An SMS signature as the carriers register it: 2-16 characters, no brackets or spaces (the
+# template adds the 【】). The same rule as the template validator's 【signature】 check.
+_SIGNATURE_RE = re.compile(r"[^【】\[\]\s]{2,16}")
+
+
+class MessageSettings(BaseModel):
+    """What personalised messages say besides the customer's data (``[messages]`` in baoke.toml).
+
+    The journey engine fills these into every template context (see
+    :mod:`baoke.journeys.context`); a per-touch value (a festival, points just earned) overrides.
+    """
+
+    # The SMS signature registered with the carriers, without the 【】 brackets.
+    signature: str = "保客汽车服务"
+    # The brand named in messages; None: the customer's dealer's brand, else the car's brand.
+    brand: str | None = None
+    # Short booking link (an SMS segment is 70 characters, so keep it short).
+    booking_link: str = "https://bk.example.cn/b"
+    # The standing return-to-store offer: its short name and what it gives.
+    offer_name: str = "回厂关怀礼"
+    offer_detail: str = "免费检测+工时8折"
+    # The offer holds for this many days from the day the message is prepared.
+    offer_days: int = Field(default=7, ge=1)
+    # Gift redemption link (referral rewards, care moments).
+    gift_link: str = "https://bk.example.cn/g"
+    # Loyalty levels as [min_points, name], lowest first, strictly increasing, starting at 0
+    # (so every balance has a level).
+    member_levels: list[tuple[int, str]] = Field(
+        default_factory=lambda: [(0, "普卡"), (5_000, "银卡"), (20_000, "金卡"), (50_000, "铂金卡")]
+    )
+
+    @field_validator("signature")
+    @classmethod
+    def _signature_shape(cls, value: str) -> str:
+        if not _SIGNATURE_RE.fullmatch(value):
+            raise ValueError(
+                "signature is 2-16 characters without brackets or spaces, e.g. 保客汽车服务"
+            )
+        return value
+
+    @field_validator("member_levels")
+    @classmethod
+    def _levels_ordered(cls, value: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        if not value:
+            raise ValueError("member_levels needs at least one level")
+        if value[0][0] != 0:
+            raise ValueError("the first member level must start at 0 points")
+        mins = [low for low, _ in value]
+        if any(b <= a for a, b in itertools.pairwise(mins)):
+            raise ValueError("member_levels must be in strictly increasing order of min_points")
+        if any(not name.strip() for _, name in value):
+            raise ValueError("every member level needs a name")
+        return value
+
+
 class Settings(BaseSettings):
     """Runtime settings. Secrets (provider keys) are read by the channel adapters, not here."""
 
@@ -98,6 +155,7 @@ class Settings(BaseSettings):
     timezone: str = Field(default="Asia/Shanghai", description="business time zone")
     import_batch_rows: int = Field(default=50_000, ge=100, description="rows per import chunk")
     profiles: ProfileSettings = Field(default_factory=ProfileSettings)
+    messages: MessageSettings = Field(default_factory=MessageSettings)
 
     @field_validator("timezone")
     @classmethod

@@ -38,6 +38,11 @@ def test_render_personalises() -> None:
     assert render("{{ d | cn_date }}", {"d": dt.date(2025, 1, 5)}) == "1月5日"
 
 
+def test_cn_date_of_an_unknown_date_is_soon() -> None:
+    # The context builder passes None for a date the store does not know; never crash a send.
+    assert render("预计{{ d | cn_date }}保养", {"d": None}) == "预计近期保养"
+
+
 def test_a_valid_sms_has_no_warning() -> None:
     assert validate_template("sms", SMS) == []
 

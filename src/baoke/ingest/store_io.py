@@ -6,6 +6,7 @@ of natural keys, compares in polars, and writes inserts and updates with one exe
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -379,16 +380,87 @@ def bulk_upsert(conn: Connection, table: Table, frame: pl.DataFrame, key: str) -
 
 
 def bulk_update(conn: Connection, table: Table, frame: pl.DataFrame, key: str = "id") -> None:
-    """Update rows matched on ``key`` with the other columns of ``frame``; touches updated_at."""
+    """Update rows matched on ``key`` with the other columns of ``frame``; touches updated_at.
+
+    PostgreSQL: ``COPY`` into a temporary table and one ``UPDATE … FROM``; SQLite: one driver
+    ``executemany``. (A delete-and-copy would be faster still, but rows that others reference,
+    such as journeys, cannot be deleted.)
+    """
     if frame.height == 0:
         return
     columns = [name for name in frame.columns if name != key]
+    stamp = "updated_at" in table.c and "updated_at" not in columns
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    if conn.dialect.name == "postgresql":
+        names = ", ".join(frame.columns)
+        sets = [f"{c} = u.{c}" for c in columns] + (["updated_at = now()"] if stamp else [])
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMP TABLE _changes ON COMMIT DROP AS "
+                f"SELECT {names} FROM {table.name} WITH NO DATA"
+            )
+        _copy_into(raw, "_changes", frame)
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table.name} t SET {', '.join(sets)} FROM _changes u "
+                f"WHERE t.{key} = u.{key}"
+            )
+            cursor.execute("DROP TABLE _changes")
+        return
+    if conn.dialect.name != "sqlite":
+        _update_generic(conn, table, frame, key, columns, stamp)
+        return
+    sets = [f"{c} = ?" for c in columns] + (["updated_at = CURRENT_TIMESTAMP"] if stamp else [])
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            f"UPDATE {table.name} SET {', '.join(sets)} WHERE {key} = ?",
+            _sqlite_values(frame.select([*columns, key])).rows(),
+        )
+    finally:
+        cursor.close()
+
+
+def _update_generic(
+    conn: Connection, table: Table, frame: pl.DataFrame, key: str, columns: list[str], stamp: bool
+) -> None:
     values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in columns}
-    if "updated_at" in table.c and "updated_at" not in columns:
+    if stamp:
         values["updated_at"] = func.current_timestamp()
     statement = update(table).where(table.c[key] == bindparam("k_key")).values(values)
     renamed = frame.rename({name: f"v_{name}" for name in columns} | {key: "k_key"})
     conn.execute(statement, _python_rows(renamed))
+
+
+def query_frame(
+    conn: Connection, sql: str, params: Sequence[Any], schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """Run ``sql`` (``?`` placeholders) through the driver and return a frame of ``schema``.
+
+    For large reads where SQLAlchemy's per-row result processing would dominate. Datetime
+    parameters must be UTC-aware; they are passed as SQLite's stored text or as is.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            cursor.execute(sql.replace("?", "%s"), list(params))
+            return to_utc(_frame(cursor.fetchall(), schema))
+        cursor.execute(sql, [_sqlite_param(p) for p in params])
+        return _from_sqlite(cursor.fetchall(), schema)
+    finally:
+        cursor.close()
+
+
+def _sqlite_param(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        utc = value.astimezone(dt.UTC) if value.tzinfo else value
+        return utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
 
 
 def allocate_ids(conn: Connection, table: Table, count: int) -> pl.Series:

@@ -114,6 +114,28 @@ def show_playbook(
         console.print(f"  template {key}: {escape(text)}")
 
 
+@playbooks_app.command("disable")
+def disable_playbook(
+    name: Annotated[str, typer.Argument(help="playbook name")],
+    reason: Annotated[str, typer.Option(help="why (kept in the audit log)")] = "",
+) -> None:
+    """Stop a playbook from enrolling anyone; journeys under way finish. Audited."""
+    from baoke.journeys.commands import playbook_switch
+
+    playbook_switch(name, False, reason)
+
+
+@playbooks_app.command("enable")
+def enable_playbook(
+    name: Annotated[str, typer.Argument(help="playbook name")],
+    reason: Annotated[str, typer.Option(help="why (kept in the audit log)")] = "",
+) -> None:
+    """Let a disabled playbook enrol again. Audited."""
+    from baoke.journeys.commands import playbook_switch
+
+    playbook_switch(name, True, reason)
+
+
 @playbooks_app.command("validate")
 def validate_playbooks(
     files: Annotated[list[Path], typer.Argument(help="playbook YAML files")],

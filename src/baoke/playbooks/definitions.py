@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from baoke.errors import LocatedError
+from baoke.journeys.vocabulary import EVENT_TYPES
 from baoke.playbooks.festivals import FESTIVALS
 from baoke.playbooks.templates import (
     CHANNELS,
@@ -93,27 +94,11 @@ __all__ = [
 # Vocabulary
 # --------------------------------------------------------------------------------------------
 
-_SEVERITIES = ("severe", "medium", "light")
-_LOST_REASONS = ("price", "configuration", "delivery_time", "competitor", "unknown")
-_LEAD_STAGES = ("inquiry", "visit", "test_drive", "quote")
-
 # Event name -> the keys its ``where`` may test, each with its closed choices (None: free text).
 EVENTS: dict[str, dict[str, tuple[str, ...] | None]] = {
-    "vehicle_delivered": {"series": None, "model": None},
-    "service_visit": {"order_type": ("maintenance", "repair", "claim", "accessory", "insurance")},
-    "first_maintenance_done": {},
-    "complaint_opened": {"severity": _SEVERITIES},
-    "complaint_resolved": {"severity": _SEVERITIES},
-    "wecom_friend_added": {"channel_code": None},
-    "wecom_friend_deleted": {"deleted_by": ("customer", "staff")},
-    "reply_keyword": {"keyword": None},
-    "call_outcome": {"outcome": ("connected", "not_connected", "answered", "not_answered")},
-    "lead_lost": {"lost_reason": _LOST_REASONS, "stage": _LEAD_STAGES},
-    "referral_stage": {"stage": ("registered", "test_drive", "purchase")},
-    "price_change": {"model": None, "series": None},
-    "stock_arrival": {"model": None, "series": None},
-    "new_model_launch": {"model": None, "series": None},
-    "points_changed": {"reason": ("purchase", "service", "referral", "activity", "redemption")},
+    event.name: {a.name: a.choices for a in event.attributes}
+    for event in EVENT_TYPES.values()
+    if event.trigger
 }
 """Events a trigger may name, with the keys their ``where`` may test (None: any text)."""
 

@@ -39,6 +39,7 @@ __all__ = [
     "SAMPLE_CONTEXT",
     "SMS_MAX_CHARS",
     "TD_LINE",
+    "UNKNOWN_DATE",
     "TemplateError",
     "TemplateIssue",
     "render",
@@ -130,8 +131,18 @@ def _thousands(value: object) -> str:
     return f"{value:,.0f}"
 
 
+UNKNOWN_DATE = "近期"
+"""What ``cn_date`` prints for a date the store does not know (no profile, no policy date)."""
+
+
 def _cn_date(value: object) -> str:
-    """2024-07-15 -> '7月15日' (short dates save SMS characters; the year is implied)."""
+    """2024-07-15 -> '7月15日' (short dates save SMS characters; the year is implied).
+
+    None -> '近期' ("soon"): a customer without a known due date still gets a sensible
+    "预计近期保养" rather than a failed send.
+    """
+    if value is None:
+        return UNKNOWN_DATE
     if not isinstance(value, dt.date):
         raise TypeError(f"cn_date expects a date, got {type(value).__name__}")
     return f"{value.month}月{value.day}日"

@@ -27,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     Time,
     UniqueConstraint,
@@ -320,6 +321,11 @@ class Touch(Timestamped, Base):
     scheduled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    # The journey that proposed this touch, and the channels its step allows in order of
+    # preference ("wecom,sms"): the contact policy picks one of them and sets ``channel``.
+    journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"), index=True)
+    channels: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(12))
 
 
 class TouchStatus(Base):
@@ -350,6 +356,12 @@ class Task(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     outcome: Mapped[str | None] = mapped_column(String(32))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The journey step that created the task; ``template`` names its call script there.
+    journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"), index=True)
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    step: Mapped[str | None] = mapped_column(String(64))
+    template: Mapped[str | None] = mapped_column(String(128))
+    version: Mapped[str | None] = mapped_column(String(12))
 
 
 class ImportRun(Base):
@@ -468,3 +480,129 @@ Index(
     sqlite_where=SegmentMembership.exited_on.is_(None),
     postgresql_where=SegmentMembership.exited_on.is_(None),
 )
+
+
+class PlaybookVersion(Base):
+    """Every version of a playbook that ever enrolled someone, with its text.
+
+    A journey runs to its end on the version it enrolled in, so a changed playbook never
+    strands a customer on a step that no longer exists.
+    """
+
+    __tablename__ = "playbook_versions"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(12), primary_key=True)
+    source: Mapped[str] = mapped_column(String(256))
+    definition: Mapped[str] = mapped_column(Text)  # the YAML as it was
+    first_seen_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now()
+    )
+
+
+class PlaybookState(Base):
+    """An operator's switch on a playbook (``baoke playbooks disable|enable``)."""
+
+    __tablename__ = "playbook_states"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    changed_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Journey(Base):
+    """One customer's way through one playbook: where they are and when to look again.
+
+    ``status`` is active (``step`` runs at ``wake_at``), paused (an open complaint, say),
+    holdout (kept out for measurement; goals are still recorded), completed or exited.
+    ``seq`` counts the decisions taken; the next touch or task is keyed ``j<id>:<seq>``, so
+    evaluating the same moment twice can never create a second one.
+    """
+
+    __tablename__ = "journeys"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # playbook:customer:trigger:occurrence. Enrolling the same occurrence twice is a no-op.
+    enrolment_key: Mapped[str] = mapped_column(String(200), unique=True)
+    playbook: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(12))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    dealer_id: Mapped[int | None] = mapped_column(ForeignKey("dealers.id"))
+    trigger: Mapped[str] = mapped_column(String(64))
+    trigger_ref: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(12))
+    step: Mapped[str | None] = mapped_column(String(64))
+    step_since: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    wake_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    enrolled_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    end_reason: Mapped[str | None] = mapped_column(String(64))
+    goal_met: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now(), nullable=False
+    )
+
+
+# The daily advance reads "active and due"; the entry rules read a customer's journeys.
+Index("ix_journeys_due", Journey.status, Journey.wake_at)
+Index("ix_journeys_customer_playbook", Journey.customer_id, Journey.playbook)
+
+
+class JourneyDecision(Base):
+    """One decision of a journey: what was done at which step, when, and why."""
+
+    __tablename__ = "journey_decisions"
+    __table_args__ = (UniqueConstraint("journey_id", "seq"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text)
+    touch_id: Mapped[int | None] = mapped_column(BigInteger)
+    task_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Event(Base):
+    """Something that happened to a customer (or to a model, for price and stock events).
+
+    Events arrive by ``baoke events ingest`` or the API, or are derived from imported
+    records by the daily run; ``processed_at`` is set once the journeys have reacted.
+    """
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_key: Mapped[str] = mapped_column(String(128), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    attributes: Mapped[str | None] = mapped_column(Text)  # JSON object text
+    source: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+Index("ix_events_pending", Event.processed_at, Event.occurred_at)
+
+
+class JourneyRun(Base):
+    """The log of daily runs and event batches: what was advanced up to when, and counts."""
+
+    __tablename__ = "journey_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # daily / events
+    run_date: Mapped[dt.date | None] = mapped_column(Date)
+    until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # running / done / failed
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model, typed as a Table (for bulk statements)."""
+    found = model.__table__
+    assert isinstance(found, Table)
+    return found

@@ -1,0 +1,579 @@
+"""What events and the day's profiles do to journeys already under way.
+
+* Outcomes: a provider receipt updates its touch, a logged call updates its task, and a
+  journey waiting on an outcome (a ``fallback``) wakes at once instead of at its deadline.
+* Unsubscribes (a ``TD`` reply, a link, a hotline request) withdraw the consent, are audited,
+  and end every journey whose playbook exits on ``unsubscribed``: a customer who said stop is
+  not chased on another channel instead.
+* Goals: a visit, booking, purchase or test drive after enrolment ends the journeys whose
+  goal it is, holdout records included (that is what makes the holdout comparison possible).
+* Exits and pauses: an opened complaint ends or pauses journeys (``exit_on`` / ``pause_on``);
+  a resolved complaint resumes the paused ones; a WeCom deletion and re-add likewise.
+* Daily: a customer who became ``lost`` or left the segment that enrolled them leaves the
+  journeys that say so; complaint pauses whose complaint is closed resume.
+
+All of it is set-based: each effect is one frame operation over the journeys concerned, and
+each changed journey leaves a decision naming the event that changed it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import duckdb
+import polars as pl
+from sqlalchemy import Connection
+
+from baoke.ingest.store_io import allocate_ids, bulk_insert, bulk_update, fetch_by_keys
+from baoke.journeys.catalog import Catalog
+from baoke.journeys.engine import JOURNEY_COLUMNS, load_journeys, persist
+from baoke.journeys.steps import UTC, Moves, offset
+from baoke.journeys.vocabulary import GOAL_OF_EVENT, MESSAGE_CHANNELS, UNSUBSCRIBE_KEYWORDS
+from baoke.playbooks.definitions import FallbackStep, Playbook, SegmentTrigger
+from baoke.store import models as m
+from baoke.store.models import table
+
+__all__ = ["EffectResult", "apply_events", "daily_checks", "open_journeys"]
+
+_STATUS_RANK = {"sent": 1, "failed": 2, "delivered": 2, "opened": 3, "clicked": 4, "replied": 5}
+_OUTCOME_EVENTS = ("reply_keyword", "touch_status", "call_outcome")
+_HIT_SCHEMA = {"customer_id": pl.Int64(), "at": UTC, "why": pl.String()}
+
+
+@dataclass
+class EffectResult:
+    """Counts of what the events or the daily checks changed."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, n: int) -> None:
+        """Add ``n`` to ``key``."""
+        if n:
+            self.counts[key] = self.counts.get(key, 0) + n
+
+
+def _attr(name: str) -> pl.Expr:
+    return pl.col("attributes").str.json_path_match(f"$.{name}")
+
+
+def open_journeys(conn: Connection, customers: pl.Series) -> pl.DataFrame:
+    """Journeys of these customers that can still change: active, paused, open holdouts."""
+    rows = fetch_by_keys(
+        conn,
+        table(m.Journey),
+        ["customer_id"],
+        pl.DataFrame({"customer_id": customers.unique()}),
+        JOURNEY_COLUMNS,
+    )
+    return rows.select(JOURNEY_COLUMNS).filter(_is_open())
+
+
+def _is_open() -> pl.Expr:
+    return pl.col("status").is_in(["active", "paused"]) | (
+        (pl.col("status") == "holdout") & pl.col("finished_at").is_null()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Changing journeys
+# --------------------------------------------------------------------------------------------
+
+
+class _Changes:
+    """Journey changes of one batch: each journey changes at most once per batch."""
+
+    def __init__(self, journeys: pl.DataFrame, catalog: Catalog) -> None:
+        self.journeys = journeys
+        self.catalog = catalog
+        self.moves = Moves()
+        self.done: set[int] = set()
+        self.result = EffectResult()
+
+    def books(self, test: str) -> pl.DataFrame:
+        """The (playbook, version) pairs among the journeys whose definition passes ``test``."""
+        pairs = self.journeys.select("playbook", "version").unique()
+        keep = []
+        for name, version in pairs.iter_rows():
+            book = self.catalog.get(str(name), str(version))
+            if _passes(book, test):
+                keep.append((name, version))
+        return pl.DataFrame(
+            keep, schema={"playbook": pl.String(), "version": pl.String()}, orient="row"
+        )
+
+    def candidates(self, hits: pl.DataFrame, test: str) -> pl.DataFrame:
+        """Open journeys of ``hits``' customers (at or after enrolment) whose playbook passes."""
+        pending = self.journeys.filter(~pl.col("id").is_in(list(self.done)))
+        chosen = pending.join(self.books(test), on=["playbook", "version"], how="semi")
+        joined = chosen.join(hits, on="customer_id").filter(pl.col("at") >= pl.col("enrolled_at"))
+        return joined.sort("at").unique("id", keep="first", maintain_order=True)
+
+    def log(self, hit: pl.DataFrame, action: str) -> None:
+        """One decision per journey of ``hit`` (its ``why`` at its ``at``)."""
+        self.moves.decisions.append(
+            hit.select(
+                pl.col("id").alias("journey_id"),
+                "seq",
+                "step",
+                pl.lit(action).alias("action"),
+                "at",
+                pl.col("why").alias("reason"),
+            )
+        )
+        self.done.update(hit["id"].to_list())
+
+    def end(self, hit: pl.DataFrame, action: str, status: str, end_reason: pl.Expr) -> None:
+        """Finish ``hit``: goal met or exited; an open holdout record closes but stays holdout."""
+        if hit.height == 0:
+            return
+        self.log(hit, action)
+        self.moves.journeys.append(
+            hit.with_columns(
+                pl.when(pl.col("status") == "holdout")
+                .then(pl.lit("holdout"))
+                .otherwise(pl.lit(status))
+                .alias("status"),
+                pl.lit(None, pl.String).alias("step"),
+                pl.col("at").alias("finished_at"),
+                pl.lit(None, UTC).alias("wake_at"),
+                end_reason.alias("end_reason"),
+                (pl.col("goal_met") | pl.lit(action == "goal")).alias("goal_met"),
+                pl.col("seq") + 1,
+            ).select(JOURNEY_COLUMNS)
+        )
+
+    def set_state(self, hit: pl.DataFrame, action: str, *changes: pl.Expr) -> None:
+        """Log and apply ``changes`` (pause, resume, wake) to ``hit``."""
+        if hit.height == 0:
+            return
+        self.log(hit, action)
+        self.moves.journeys.append(
+            hit.with_columns(*changes, pl.col("seq") + 1).select(JOURNEY_COLUMNS)
+        )
+
+    def exit_or_pause(self, hits: pl.DataFrame, why: str) -> None:
+        """End journeys that exit on ``why``; pause active ones that pause on it."""
+        leaving = self.candidates(hits, f"exit:{why}").with_columns(
+            pl.format("exit: {} ({})", pl.lit(why), "why").alias("why")
+        )
+        self.end(leaving.filter(pl.col("status") != "holdout"), "exit", "exited", pl.lit(why))
+        self.result.add(f"exited ({why})", leaving.filter(pl.col("status") != "holdout").height)
+        pausing = self.candidates(hits, f"pause:{why}").filter(pl.col("status") == "active")
+        pausing = pausing.with_columns(
+            pl.format("paused: {} ({})", pl.lit(why), "why").alias("why")
+        )
+        self.set_state(
+            pausing,
+            "pause",
+            pl.lit("paused").alias("status"),
+            pl.lit(f"paused:{why}").alias("end_reason"),
+        )
+        self.result.add(f"paused ({why})", pausing.height)
+
+    def resume(self, hits: pl.DataFrame, why: str) -> None:
+        """Resume journeys paused for ``why`` whose cause went away."""
+        pending = self.journeys.filter(
+            (pl.col("status") == "paused")
+            & (pl.col("end_reason") == f"paused:{why}")
+            & ~pl.col("id").is_in(list(self.done))
+        )
+        back = (
+            pending.join(hits, on="customer_id")
+            .sort("at")
+            .unique("id", keep="first", maintain_order=True)
+            .with_columns(pl.format("resumed: {} cleared ({})", pl.lit(why), "why").alias("why"))
+        )
+        self.set_state(
+            back,
+            "resume",
+            pl.lit("active").alias("status"),
+            pl.lit(None, pl.String).alias("end_reason"),
+            # A wait that ran out during the pause continues now, not in the past.
+            pl.max_horizontal("wake_at", "at").alias("wake_at"),
+        )
+        self.result.add(f"resumed ({why})", back.height)
+
+
+def _passes(book: Playbook, test: str) -> bool:
+    kind, _, what = test.partition(":")
+    if kind == "exit":
+        return what in book.exit_on
+    if kind == "pause":
+        return what in book.pause_on and what not in book.exit_on
+    return book.goal is not None and what in book.goal.events
+
+
+# --------------------------------------------------------------------------------------------
+# Store updates from events
+# --------------------------------------------------------------------------------------------
+
+
+def _touch_statuses(conn: Connection, events: pl.DataFrame, result: EffectResult) -> None:
+    receipts = events.filter(pl.col("type") == "touch_status").select(
+        _attr("touch").alias("touch"), _attr("status").alias("status"), pl.col("occurred_at")
+    )
+    if receipts.height == 0:
+        return
+    by_key = fetch_by_keys(
+        conn,
+        table(m.Touch),
+        ["idempotency_key"],
+        receipts.select(pl.col("touch").alias("idempotency_key")),
+        ["id", "status"],
+    )
+    numeric = receipts.filter(pl.col("touch").str.contains(r"^\d+$"))
+    by_id = fetch_by_keys(
+        conn,
+        table(m.Touch),
+        ["id"],
+        numeric.select(pl.col("touch").cast(pl.Int64).alias("id")),
+        ["idempotency_key", "status"],
+    )
+    known = pl.concat(
+        [
+            by_key.select(pl.col("idempotency_key").alias("touch"), "id", "status"),
+            by_id.select(pl.col("id").cast(pl.String).alias("touch"), "id", "status"),
+        ]
+    )
+    matched = receipts.join(known.rename({"status": "current"}), on="touch")
+    result.add("receipts for unknown touches", receipts.height - matched.height)
+    history = matched.select(
+        pl.col("id").alias("touch_id"),
+        "status",
+        pl.col("occurred_at").alias("at"),
+        pl.lit("receipt").alias("detail"),
+    )
+    history = history.with_columns(
+        allocate_ids(conn, table(m.TouchStatus), history.height).alias("id")
+    )
+    bulk_insert(conn, table(m.TouchStatus), history)
+    # The touch keeps its furthest status: a late "delivered" must not undo "replied".
+    rank = pl.col("status").replace_strict(_STATUS_RANK, default=0)
+    best = (
+        matched.with_columns(rank.alias("_rank"))
+        .sort("_rank", "occurred_at")
+        .group_by("id")
+        .last()
+        .filter(pl.col("_rank") > pl.col("current").replace_strict(_STATUS_RANK, default=0))
+    )
+    bulk_update(conn, table(m.Touch), best.select("id", "status"))
+    result.add("touch statuses", matched.height)
+
+
+def _call_outcomes(conn: Connection, events: pl.DataFrame, result: EffectResult) -> None:
+    calls = events.filter(pl.col("type") == "call_outcome").select(
+        "customer_id",
+        _attr("task_id").cast(pl.Int64, strict=False).alias("task_id"),
+        _attr("outcome").alias("outcome"),
+        "occurred_at",
+    )
+    if calls.height == 0:
+        return
+    # A call logged without its task closes the customer's latest open task.
+    open_tasks = fetch_by_keys(
+        conn,
+        table(m.Task),
+        ["customer_id"],
+        calls.filter(pl.col("task_id").is_null()).select("customer_id"),
+        ["id", "status"],
+    )
+    latest = (
+        open_tasks.filter(pl.col("status") == "open")
+        .group_by("customer_id")
+        .agg(pl.col("id").max().alias("latest"))
+    )
+    resolved = calls.join(latest, on="customer_id", how="left").with_columns(
+        pl.coalesce("task_id", "latest").alias("id")
+    )
+    usable = resolved.filter(pl.col("id").is_not_null()).unique("id", keep="last")
+    result.add("call outcomes without a task", calls.height - usable.height)
+    bulk_update(
+        conn,
+        table(m.Task),
+        usable.select(
+            "id",
+            "outcome",
+            pl.lit("done").alias("status"),
+            pl.col("occurred_at").alias("completed_at"),
+        ),
+    )
+    result.add("call outcomes", usable.height)
+
+
+def _unsubscribes(conn: Connection, events: pl.DataFrame, result: EffectResult) -> pl.DataFrame:
+    """Withdraw consent for TD replies and unsubscribe events; the customers, for the exits."""
+    keyword = _attr("keyword").str.strip_chars().str.to_uppercase()
+    td = (pl.col("type") == "reply_keyword") & keyword.is_in(list(UNSUBSCRIBE_KEYWORDS))
+    stop = events.filter(td | (pl.col("type") == "unsubscribe")).with_columns(
+        pl.when(pl.col("type") == "reply_keyword")
+        .then(pl.coalesce(_attr("channel"), pl.lit("sms")))
+        .otherwise(_attr("channel"))
+        .alias("channel")
+    )
+    if stop.height == 0:
+        return pl.DataFrame(schema=_HIT_SCHEMA)
+    everywhere = pl.DataFrame({"all_channels": list(MESSAGE_CHANNELS)})
+    rows = pl.concat(
+        [
+            stop.filter(pl.col("channel").is_not_null()),
+            stop.filter(pl.col("channel").is_null())
+            .drop("channel")
+            .join(everywhere.rename({"all_channels": "channel"}), how="cross")
+            .select(stop.columns),
+        ]
+    ).sort("occurred_at")
+    _withdraw(conn, rows.unique(["customer_id", "channel"], keep="first"))
+    result.add("unsubscribes", stop.height)
+    return stop.select(
+        "customer_id",
+        pl.col("occurred_at").alias("at"),
+        pl.format("{} via {}", pl.col("type"), pl.coalesce("channel", pl.lit("all"))).alias("why"),
+    )
+
+
+def _withdraw(conn: Connection, rows: pl.DataFrame) -> None:
+    consents = table(m.Consent)
+    keyed = rows.with_columns(pl.lit("marketing").alias("purpose"))
+    existing = fetch_by_keys(conn, consents, ["customer_id", "channel", "purpose"], keyed, ["id"])
+    both = keyed.join(existing, on=["customer_id", "channel", "purpose"], how="left")
+    bulk_update(
+        conn,
+        consents,
+        both.filter(pl.col("id").is_not_null()).select(
+            "id", pl.lit(False).alias("granted"), pl.col("occurred_at").alias("withdrawn_at")
+        ),
+    )
+    new = both.filter(pl.col("id").is_null())
+    bulk_insert(
+        conn,
+        consents,
+        new.select(
+            allocate_ids(conn, consents, new.height).alias("id"),
+            "customer_id",
+            "channel",
+            "purpose",
+            pl.lit(False).alias("granted"),
+            pl.col("occurred_at").alias("withdrawn_at"),
+            pl.col("type").alias("source"),
+        ),
+    )
+    audit = rows.select(
+        pl.col("occurred_at").alias("at"),
+        pl.lit("customer").alias("actor"),
+        pl.lit("consent.withdraw").alias("action"),
+        pl.lit("customer").alias("entity"),
+        pl.col("customer_id").cast(pl.String).alias("entity_id"),
+        pl.struct("channel", pl.col("type").alias("via"), "event_key")
+        .struct.json_encode()
+        .alias("detail"),
+    )
+    audit_table = table(m.AuditEntry)
+    bulk_insert(
+        conn,
+        audit_table,
+        audit.with_columns(allocate_ids(conn, audit_table, audit.height).alias("id")),
+    )
+
+
+def _hits(events: pl.DataFrame, condition: pl.Expr, why: pl.Expr) -> pl.DataFrame:
+    return events.filter(condition & pl.col("customer_id").is_not_null()).select(
+        "customer_id", pl.col("occurred_at").alias("at"), why.alias("why")
+    )
+
+
+def _describe(events: pl.DataFrame) -> pl.Expr:
+    return pl.format("{} {}", pl.col("type"), pl.col("attributes").fill_null("{}"))
+
+
+def _goal_hits(changes: _Changes, events: pl.DataFrame, zone: ZoneInfo) -> None:
+    goals = events.filter(pl.col("type").is_in(list(GOAL_OF_EVENT))).with_columns(
+        pl.col("type").replace_strict(GOAL_OF_EVENT).alias("goal")
+    )
+    for goal in goals["goal"].unique().to_list():
+        hits = _hits(goals, pl.col("goal") == goal, _describe(goals))
+        found = changes.candidates(hits, f"goal:{goal}")
+        if found.height == 0:
+            continue
+        within = {
+            (b.name, b.version): b.goal.within
+            for b in (
+                changes.catalog.get(n, v)
+                for n, v in found.select("playbook", "version").unique().iter_rows()
+            )
+            if b.goal is not None and b.goal.within is not None
+        }
+        for (name, version), span in within.items():
+            late = (
+                (pl.col("playbook") == name)
+                & (pl.col("version") == version)
+                & (pl.col("at") > offset(pl.col("enrolled_at"), span, zone))
+            )
+            found = found.filter(~late)
+        found = found.with_columns(pl.format("goal met: {} ({})", pl.lit(goal), "why").alias("why"))
+        changes.end(found, "goal", "completed", pl.lit(f"goal:{goal}"))
+        changes.result.add(f"goal ({goal})", found.height)
+
+
+def _wake_waiting(changes: _Changes, events: pl.DataFrame) -> None:
+    """Journeys parked on a fallback look again as soon as news about their customer comes."""
+    news = _hits(events, pl.col("type").is_in(list(_OUTCOME_EVENTS)), _describe(events))
+    if news.height == 0:
+        return
+    parked = changes.journeys.filter(
+        (pl.col("status") == "active") & ~pl.col("id").is_in(list(changes.done))
+    )
+    fallback_steps = [
+        (name, version, step)
+        for name, version, step in parked.select("playbook", "version", "step").unique().iter_rows()
+        if step is not None
+        and _is_fallback(changes.catalog.get(str(name), str(version)), str(step))
+    ]
+    if not fallback_steps:
+        return
+    keys = pl.DataFrame(
+        fallback_steps,
+        schema={"playbook": pl.String(), "version": pl.String(), "step": pl.String()},
+        orient="row",
+    )
+    waiting = parked.join(keys, on=["playbook", "version", "step"], how="semi")
+    woken = (
+        waiting.join(news, on="customer_id")
+        .filter((pl.col("at") >= pl.col("step_since")) & (pl.col("at") < pl.col("wake_at")))
+        .sort("at")
+        .unique("id", keep="first", maintain_order=True)
+        .with_columns(pl.format("woken by {}", "why").alias("why"))
+    )
+    changes.set_state(woken, "wake", pl.col("at").alias("wake_at"))
+    changes.result.add("woken by news", woken.height)
+
+
+def _is_fallback(book: Playbook, step: str) -> bool:
+    try:
+        return isinstance(book.step(step), FallbackStep)
+    except KeyError:
+        return False
+
+
+def apply_events(
+    conn: Connection, catalog: Catalog, events: pl.DataFrame, zone: ZoneInfo
+) -> EffectResult:
+    """Apply a batch of stored events (an events-table frame) to the store and the journeys.
+
+    Enrolment on event triggers is not done here (see :func:`baoke.journeys.run`).
+    """
+    result = EffectResult()
+    _touch_statuses(conn, events, result)
+    _call_outcomes(conn, events, result)
+    stops = _unsubscribes(conn, events, result)
+    people = events["customer_id"].drop_nulls()
+    journeys = open_journeys(conn, people)
+    changes = _Changes(journeys, catalog)
+    changes.result = result
+    _goal_hits(changes, events, zone)
+    changes.exit_or_pause(stops, "unsubscribed")
+    described = _describe(events)
+    opened = _hits(events, pl.col("type") == "complaint_opened", described)
+    changes.exit_or_pause(opened, "complaint_opened")
+    deleted = _hits(
+        events,
+        (pl.col("type") == "wecom_friend_deleted") & (_attr("deleted_by") != "staff"),
+        described,
+    )
+    changes.exit_or_pause(deleted, "wecom_deleted")
+    changes.resume(
+        _hits(events, pl.col("type") == "complaint_resolved", described), "complaint_opened"
+    )
+    changes.resume(
+        _hits(events, pl.col("type") == "wecom_friend_added", described), "wecom_deleted"
+    )
+    _wake_waiting(changes, events)
+    persist(conn, changes.moves)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Daily checks
+# --------------------------------------------------------------------------------------------
+
+
+def daily_checks(
+    conn: Connection,
+    catalog: Catalog,
+    profiles: duckdb.DuckDBPyConnection | None,
+    at: dt.datetime,
+) -> EffectResult:
+    """Lost customers and segment leavers exit; closed complaints resume paused journeys."""
+    journeys = load_journeys(conn, "status IN ('active', 'paused')", [])
+    if profiles is None or journeys.height == 0:
+        return EffectResult()
+    changes = _Changes(journeys, catalog)
+    people = pl.DataFrame({"customer_id": journeys["customer_id"].unique()})
+    profiles.register("_people", people.to_arrow())
+    try:
+        facts: pl.DataFrame = profiles.sql(
+            "SELECT p.customer_id, p.lifecycle_stage, p.open_complaint FROM profiles p "
+            "SEMI JOIN _people x ON p.customer_id = x.customer_id"
+        ).pl()
+        members: pl.DataFrame = profiles.sql(
+            "SELECT s.segment, s.customer_id FROM segment_members s "
+            "SEMI JOIN _people x ON s.customer_id = x.customer_id"
+        ).pl()
+    finally:
+        profiles.unregister("_people")
+    facts = facts.with_columns(
+        pl.col("customer_id").cast(pl.Int64), pl.lit(at).cast(UTC).alias("at")
+    )
+    lost = facts.filter(pl.col("lifecycle_stage") == "lost").select(
+        "customer_id", "at", pl.lit("lifecycle lost").alias("why")
+    )
+    changes.exit_or_pause(lost, "lost")
+    _left_segment(changes, members.with_columns(pl.col("customer_id").cast(pl.Int64)), at)
+    closed = facts.filter(~pl.col("open_complaint").fill_null(False)).select(
+        "customer_id", "at", pl.lit("no open complaint").alias("why")
+    )
+    changes.resume(closed, "complaint_opened")
+    persist(conn, changes.moves)
+    return changes.result
+
+
+def _left_segment(changes: _Changes, members: pl.DataFrame, at: dt.datetime) -> None:
+    """Segment-triggered journeys of playbooks exiting on left_segment, whose customer left."""
+    rows = []
+    for name, version, trigger in (
+        changes.journeys.select("playbook", "version", "trigger").unique().iter_rows()
+    ):
+        book = changes.catalog.get(str(name), str(version))
+        if "left_segment" not in book.exit_on:
+            continue
+        for trig in book.triggers:
+            if isinstance(trig, SegmentTrigger) and trig.id == trigger:
+                rows.append((name, version, trigger, trig.segment))
+    if not rows:
+        return
+    segs = pl.DataFrame(
+        rows,
+        schema={
+            "playbook": pl.String(),
+            "version": pl.String(),
+            "trigger": pl.String(),
+            "segment": pl.String(),
+        },
+        orient="row",
+    )
+    mine = changes.journeys.join(segs, on=["playbook", "version", "trigger"])
+    gone = mine.join(members, on=["segment", "customer_id"], how="anti")
+    hits = gone.select(
+        "customer_id",
+        pl.lit(at).cast(UTC).alias("at"),
+        pl.format("left segment {}", "segment").alias("why"),
+    ).unique("customer_id")
+    # Only journeys enrolled by that segment: filter by id after the generic match.
+    leaving = (
+        changes.candidates(hits, "exit:left_segment")
+        .join(gone.select("id"), on="id", how="semi")
+        .with_columns(pl.format("exit: left_segment ({})", "why").alias("why"))
+    )
+    changes.end(leaving, "exit", "exited", pl.lit("left_segment"))
+    changes.result.add("exited (left_segment)", leaving.height)

@@ -1,0 +1,335 @@
+"""Advancing journeys: every due journey moves, in waves, until each one waits or ends.
+
+A wave takes every active journey whose ``wake_at`` is before ``until``, groups them by
+(playbook, version, step) and lets :mod:`baoke.journeys.steps` move each group at once. A
+journey that did not have to wait (a send, a branch) is due again at the same moment and moves
+on in the next wave; the playbook parser refuses loops without a wait, so the waves end.
+
+Each wave is one transaction: the new journey states, their decisions and the candidate
+touches and tasks are committed together. A run killed between waves continues from the last
+committed wave; a killed wave leaves nothing. Touch and task keys (``j<id>:<seq>``) are
+unique, so a second evaluation of the same journey state cannot produce a second touch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import polars as pl
+from sqlalchemy import Connection, Engine
+
+from baoke.ingest.store_io import allocate_ids, bulk_insert, bulk_update, query_frame
+from baoke.journeys.catalog import Catalog
+from baoke.journeys.steps import JOURNEY_SCHEMA, UTC, Moves, apply_step, unknown_step
+from baoke.playbooks.definitions import SendStep, Step, TaskStep
+from baoke.segments.rules import Condition, compile_condition
+from baoke.store import models as m
+from baoke.store.models import table
+
+__all__ = [
+    "AdvanceResult",
+    "StoreLookups",
+    "advance",
+    "load_journeys",
+    "open_profiles",
+    "persist",
+]
+
+JOURNEY_COLUMNS = ["id", *(c for c in JOURNEY_SCHEMA if c != "id")]
+_STATE_COLUMNS = [
+    "id",
+    "status",
+    "step",
+    "step_since",
+    "wake_at",
+    "seq",
+    "finished_at",
+    "end_reason",
+    "goal_met",
+]
+# A runaway guard only: the parser already refuses loops without a wait.
+_MAX_WAVES = 1000
+_DELIVERED = ("delivered", "opened", "clicked", "replied")
+_NOT_DELIVERED = ("failed", "suppressed", "dropped", "cancelled", "expired")
+_CONNECTED = ("connected", "booked", "refused")
+_NOT_CONNECTED = ("not_connected", "wrong_number")
+
+
+@dataclass
+class AdvanceResult:
+    """What one advance did."""
+
+    waves: int = 0
+    evaluations: int = 0
+    touches: int = 0
+    tasks: int = 0
+    completed: int = 0
+    seconds: float = 0.0
+    by_action: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def load_journeys(conn: Connection, where: str, params: list[object]) -> pl.DataFrame:
+    """Journeys matching ``where`` (SQL over the ``journeys`` table, ``?`` placeholders)."""
+    sql = f"SELECT {', '.join(JOURNEY_COLUMNS)} FROM journeys WHERE {where}"
+    schema = {name: JOURNEY_SCHEMA.get(name, pl.Int64()) for name in JOURNEY_COLUMNS}
+    return query_frame(conn, sql, params, schema)
+
+
+def _due(conn: Connection, until: dt.datetime) -> pl.DataFrame:
+    return load_journeys(conn, "status = 'active' AND wake_at < ?", [until])
+
+
+@contextmanager
+def open_profiles(path: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """The analytical snapshot's profiles, read-only; None before the first profile refresh."""
+    if not path.exists():
+        yield None
+        return
+    db = duckdb.connect(str(path), read_only=True)
+    try:
+        db.execute("SET enable_progress_bar = false")
+        tables = {row[0] for row in db.execute("SHOW TABLES").fetchall()}
+        yield db if "profiles" in tables else None
+    finally:
+        db.close()
+
+
+class StoreLookups:
+    """Profile conditions from the snapshot, step outcomes from the store."""
+
+    def __init__(
+        self, conn: Connection, profiles: duckdb.DuckDBPyConnection | None, zone: ZoneInfo
+    ) -> None:
+        self.conn = conn
+        self.profiles = profiles
+        self.zone = zone
+        self._sql: dict[Condition, str] = {}
+
+    def holds(self, cond: Condition, customer_ids: pl.Series) -> pl.Series:
+        """Ids whose latest profile satisfies ``cond`` (none before the first refresh)."""
+        if self.profiles is None or customer_ids.len() == 0:
+            return pl.Series("customer_id", [], dtype=pl.Int64)
+        if cond not in self._sql:
+            # Relative dates refer to the profile's own as_of date: the data and the "today"
+            # it was computed for stay together.
+            self._sql[cond] = compile_condition(cond, "duckdb", None, tz=str(self.zone))
+        wanted = pl.DataFrame({"customer_id": customer_ids.unique()})
+        self.profiles.register("_wanted", wanted.to_arrow())
+        try:
+            found: pl.DataFrame = self.profiles.sql(
+                "SELECT p.customer_id FROM profiles p SEMI JOIN _wanted w "
+                f"ON p.customer_id = w.customer_id WHERE {self._sql[cond]}"
+            ).pl()
+        finally:
+            self.profiles.unregister("_wanted")
+        return found["customer_id"].cast(pl.Int64)
+
+    def outcomes(self, journeys: pl.DataFrame, source: Step) -> pl.DataFrame:
+        """Outcome labels of each journey's latest ``source`` touch or task (see steps)."""
+        if isinstance(source, SendStep):
+            return self._touch_outcomes(journeys, source.id)
+        assert isinstance(source, TaskStep)
+        return self._task_outcomes(journeys, source.id)
+
+    def _ids_sql(self, journeys: pl.DataFrame) -> tuple[str, list[object]]:
+        ids = journeys["id"].unique().to_list()
+        return ",".join("?" * len(ids)), ids
+
+    def _touch_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
+        marks, ids = self._ids_sql(journeys)
+        touches = query_frame(
+            self.conn,
+            f"SELECT journey_id, id, customer_id, status, scheduled_at FROM touches "
+            f"WHERE step = ? AND journey_id IN ({marks})",
+            [step, *ids],
+            {
+                "journey_id": pl.Int64(),
+                "id": pl.Int64(),
+                "customer_id": pl.Int64(),
+                "status": pl.String(),
+                "scheduled_at": UTC,
+            },
+        )
+        latest = touches.sort("id").group_by("journey_id").last()
+        replies = self._replies(latest["customer_id"])
+        at = journeys.select(pl.col("id").alias("journey_id"), pl.col("wake_at").alias("at"))
+        answered = (
+            latest.join(at, on="journey_id")
+            .join(replies, on="customer_id", how="left")
+            .with_columns(
+                (
+                    pl.col("replied_at").is_not_null()
+                    & (pl.col("replied_at") >= pl.col("scheduled_at"))
+                    & (pl.col("replied_at") <= pl.col("at"))
+                ).alias("reply")
+            )
+            .group_by("journey_id")
+            .agg(pl.col("status").first(), pl.col("reply").any())
+        )
+        status = pl.col("status")
+        reply = pl.col("reply") | status.is_in(["replied", "clicked"])
+        return answered.select(
+            "journey_id",
+            pl.concat_list(
+                pl.when(status.is_in(_DELIVERED) | reply).then(pl.lit("delivered")),
+                pl.when(status.is_in(_NOT_DELIVERED)).then(pl.lit("not_delivered")),
+                pl.when(reply).then(pl.lit("answered")),
+            )
+            .list.drop_nulls()
+            .alias("labels"),
+            # A reply settles it; a failure too (nothing more will come of that touch).
+            (reply | status.is_in(_NOT_DELIVERED)).alias("final"),
+        )
+
+    def _replies(self, customers: pl.Series) -> pl.DataFrame:
+        schema = {"customer_id": pl.Int64(), "replied_at": UTC}
+        ids = customers.unique().to_list()
+        if not ids:
+            return pl.DataFrame(schema=schema)
+        marks = ",".join("?" * len(ids))
+        return query_frame(
+            self.conn,
+            f"SELECT customer_id, occurred_at FROM events "
+            f"WHERE type = 'reply_keyword' AND customer_id IN ({marks})",
+            ids,
+            schema,
+        )
+
+    def _task_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
+        marks, ids = self._ids_sql(journeys)
+        tasks = query_frame(
+            self.conn,
+            f"SELECT journey_id, id, outcome FROM tasks WHERE step = ? AND journey_id IN ({marks})",
+            [step, *ids],
+            {"journey_id": pl.Int64(), "id": pl.Int64(), "outcome": pl.String()},
+        )
+        latest = tasks.sort("id").group_by("journey_id").last()
+        outcome = pl.col("outcome")
+        return latest.select(
+            "journey_id",
+            pl.concat_list(
+                pl.when(outcome.is_in(_CONNECTED)).then(pl.lit("connected")),
+                pl.when(outcome.is_in(_CONNECTED)).then(pl.lit("answered")),
+                pl.when(outcome.is_in(_NOT_CONNECTED)).then(pl.lit("not_connected")),
+                pl.when(outcome.is_in(_NOT_CONNECTED)).then(pl.lit("not_answered")),
+            )
+            .list.drop_nulls()
+            .alias("labels"),
+            outcome.is_not_null().alias("final"),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def _frames(parts: list[pl.DataFrame]) -> pl.DataFrame | None:
+    parts = [p for p in parts if p.height]
+    return pl.concat(parts, how="diagonal_relaxed") if parts else None
+
+
+def persist(conn: Connection, moves: Moves) -> tuple[pl.DataFrame, int, int]:
+    """Write one wave: journey states, candidate touches and tasks, then the decisions.
+
+    Returns the new journey states and the number of touches and tasks written.
+    """
+    journeys = _frames(moves.journeys)
+    decisions = _frames(moves.decisions)
+    if journeys is None:
+        return pl.DataFrame(schema=JOURNEY_SCHEMA), 0, 0
+    links: list[pl.DataFrame] = []
+    written = {}
+    for model, parts, column in (
+        (m.Touch, moves.touches, "touch_id"),
+        (m.Task, moves.tasks, "task_id"),
+    ):
+        frame = _frames(parts)
+        written[column] = 0 if frame is None else frame.height
+        if frame is None:
+            continue
+        frame = frame.with_columns(allocate_ids(conn, table(model), frame.height).alias("id"))
+        bulk_insert(conn, table(model), frame)
+        links.append(
+            frame.select(
+                "journey_id",
+                pl.col("idempotency_key").str.split(":").list.get(1).cast(pl.Int64).alias("seq"),
+                pl.col("id").alias(column),
+            )
+        )
+    if decisions is not None:
+        for link in links:
+            decisions = decisions.join(link, on=["journey_id", "seq"], how="left")
+        for column in ("touch_id", "task_id"):
+            if column not in decisions.columns:
+                decisions = decisions.with_columns(pl.lit(None, pl.Int64).alias(column))
+        decisions = decisions.with_columns(
+            allocate_ids(conn, table(m.JourneyDecision), decisions.height).alias("id")
+        )
+        bulk_insert(conn, table(m.JourneyDecision), decisions)
+    bulk_update(conn, table(m.Journey), journeys.select(_STATE_COLUMNS))
+    return journeys, written["touch_id"], written["task_id"]
+
+
+# --------------------------------------------------------------------------------------------
+# Advancing
+# --------------------------------------------------------------------------------------------
+
+
+def _wave(due: pl.DataFrame, catalog: Catalog, lookups: StoreLookups, zone: ZoneInfo) -> Moves:
+    moves = Moves()
+    for (name, version, step_id), group in due.group_by(
+        ["playbook", "version", "step"], maintain_order=True
+    ):
+        book = catalog.get(str(name), str(version))
+        try:
+            step = book.step(str(step_id))
+        except KeyError:
+            moves.add(unknown_step(group, str(step_id)))
+            continue
+        moves.add(apply_step(book, step, group, lookups, zone))
+    return moves
+
+
+def advance(
+    engine: Engine,
+    catalog: Catalog,
+    until: dt.datetime,
+    zone: ZoneInfo,
+    profiles: duckdb.DuckDBPyConnection | None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> AdvanceResult:
+    """Move every active journey due before ``until`` until it waits or ends."""
+    result = AdvanceResult()
+    with engine.connect() as conn:
+        due = _due(conn, until)
+    while due.height:
+        if result.waves >= _MAX_WAVES:
+            raise RuntimeError("journeys did not settle: a playbook loops without waiting")
+        with engine.begin() as conn:
+            moves = _wave(due, catalog, StoreLookups(conn, profiles, zone), zone)
+            states, touches, tasks = persist(conn, moves)
+        result.waves += 1
+        result.evaluations += due.height
+        result.touches += touches
+        result.tasks += tasks
+        result.completed += states.filter(pl.col("status") != "active").height
+        for part in moves.decisions:
+            for action, n in part["action"].value_counts().iter_rows():
+                result.by_action[action] = result.by_action.get(action, 0) + n
+        if progress is not None:
+            progress(result.waves, due.height)
+        due = states.filter((pl.col("status") == "active") & (pl.col("wake_at") < until))
+    return result
