@@ -89,3 +89,17 @@ def engine(empty_engine: Engine) -> Engine:
     """A migrated store, once per backend."""
     ensure_schema(empty_engine)
     return empty_engine
+
+
+@pytest.fixture
+def twin_engine(empty_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """A second migrated store on the same backend as ``engine``, for side-by-side runs."""
+    if empty_engine.dialect.name == "sqlite":
+        twin = make_engine(f"sqlite:///{tmp_path_factory.mktemp('twin') / 'baoke.db'}")
+        ensure_schema(twin)
+        yield twin
+        twin.dispose()
+        return
+    for twin in _pg_schema_engine():
+        ensure_schema(twin)
+        yield twin

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from baoke import __version__
 from baoke.config import Settings, load_settings
-from baoke.errors import BaokeError, InputError
+from baoke.errors import BaokeError, ConfigError, InputError
 from baoke.journeys.commands import candidates_command, events_app, journeys_app, run_command
 from baoke.playbooks.commands import playbooks_app
 from baoke.profiles.commands import profiles_app, segments_app
@@ -291,6 +291,22 @@ def demo(
     from baoke.demo import run_demo
 
     run_demo(_settings(), customers=customers, seed=seed, fresh=fresh, console=console)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
+) -> None:
+    """Run the HTTP API (events in real time; needs BAOKE_API_TOKEN)."""
+    import uvicorn
+
+    from baoke.api.app import create_app
+
+    settings = _settings()
+    if settings.api_token is None:
+        raise ConfigError("set BAOKE_API_TOKEN: the API accepts no request without a token")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 def main() -> None:

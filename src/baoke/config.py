@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from baoke.errors import ConfigError
@@ -156,6 +156,8 @@ class Settings(BaseSettings):
     import_batch_rows: int = Field(default=50_000, ge=100, description="rows per import chunk")
     profiles: ProfileSettings = Field(default_factory=ProfileSettings)
     messages: MessageSettings = Field(default_factory=MessageSettings)
+    # The bearer token the HTTP API accepts (``BAOKE_API_TOKEN``); None: the API refuses all.
+    api_token: SecretStr | None = Field(default=None, description="HTTP API bearer token")
 
     @field_validator("timezone")
     @classmethod

@@ -78,9 +78,14 @@ class World:
         birthday: dt.date | None = None,
         wecom: bool = True,
         series: str = "远峰",
+        customer_id: int | None = None,
     ) -> int:
-        """A car owner with consents on every channel, service visits (day, yuan)."""
-        cid = self._id()
+        """A car owner with consents on every channel, service visits (day, yuan).
+
+        ``customer_id`` picks the id (say, one that falls into a playbook's holdout); it must
+        not collide with the world's own ids, which count up from 1.
+        """
+        cid = customer_id if customer_id is not None else self._id()
         self.insert(
             m.Customer,
             id=cid,

@@ -335,6 +335,8 @@ def _unsubscribes(conn: Connection, events: pl.DataFrame, result: EffectResult) 
 
 def _withdraw(conn: Connection, rows: pl.DataFrame) -> None:
     consents = table(m.Consent)
+    # Only the event's own columns: its ``id`` (the event's) must not pass for a consent id.
+    rows = rows.select("customer_id", "channel", "type", "event_key", "occurred_at")
     keyed = rows.with_columns(pl.lit("marketing").alias("purpose"))
     existing = fetch_by_keys(conn, consents, ["customer_id", "channel", "purpose"], keyed, ["id"])
     both = keyed.join(existing, on=["customer_id", "channel", "purpose"], how="left")
@@ -533,9 +535,39 @@ def daily_checks(
     closed = facts.filter(~pl.col("open_complaint").fill_null(False)).select(
         "customer_id", "at", pl.lit("no open complaint").alias("why")
     )
+    paused = journeys.filter(pl.col("end_reason") == "paused:complaint_opened")
+    closed = closed.join(_open_by_events(conn, paused["customer_id"]), on="customer_id", how="anti")
     changes.resume(closed, "complaint_opened")
     persist(conn, changes.moves)
     return changes.result
+
+
+def _open_by_events(conn: Connection, customers: pl.Series) -> pl.DataFrame:
+    """Customers with a complaint opened by an event the profile cannot see.
+
+    The profile knows complaint records only. A ``complaint_opened`` event whose complaint is
+    not on record, and that no later ``complaint_resolved`` event answers, is still open: only
+    its resolution resumes the journeys it paused, not the profile's silence.
+    """
+    keys = pl.DataFrame({"customer_id": customers.unique()})
+    events = fetch_by_keys(
+        conn, table(m.Event), ["customer_id"], keys, ["type", "occurred_at", "attributes"]
+    )
+    resolved = (
+        events.filter(pl.col("type") == "complaint_resolved")
+        .group_by("customer_id")
+        .agg(pl.col("occurred_at").max().alias("resolved_at"))
+    )
+    on_record = fetch_by_keys(conn, table(m.Complaint), ["customer_id"], keys, ["complaint_no"])
+    return (
+        events.filter(pl.col("type") == "complaint_opened")
+        .with_columns(_attr("complaint_no").alias("complaint_no"))
+        .join(resolved, on="customer_id", how="left")
+        .filter(pl.col("resolved_at").is_null() | (pl.col("occurred_at") > pl.col("resolved_at")))
+        .join(on_record, on=["customer_id", "complaint_no"], how="anti")
+        .select("customer_id")
+        .unique()
+    )
 
 
 def _left_segment(changes: _Changes, members: pl.DataFrame, at: dt.datetime) -> None:

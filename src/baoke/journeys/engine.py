@@ -24,9 +24,15 @@ import duckdb
 import polars as pl
 from sqlalchemy import Connection, Engine
 
-from baoke.ingest.store_io import allocate_ids, bulk_insert, bulk_update, query_frame
+from baoke.ingest.store_io import (
+    allocate_ids,
+    bulk_insert,
+    bulk_update,
+    fetch_by_keys,
+    query_frame,
+)
 from baoke.journeys.catalog import Catalog
-from baoke.journeys.steps import JOURNEY_SCHEMA, UTC, Moves, apply_step, unknown_step
+from baoke.journeys.steps import JOURNEY_SCHEMA, Moves, apply_step, unknown_step
 from baoke.playbooks.definitions import SendStep, Step, TaskStep
 from baoke.segments.rules import Condition, compile_condition
 from baoke.store import models as m
@@ -142,24 +148,22 @@ class StoreLookups:
         assert isinstance(source, TaskStep)
         return self._task_outcomes(journeys, source.id)
 
-    def _ids_sql(self, journeys: pl.DataFrame) -> tuple[str, list[object]]:
-        ids = journeys["id"].unique().to_list()
-        return ",".join("?" * len(ids)), ids
+    def _of_journeys(
+        self, record: type[m.Base], journeys: pl.DataFrame, step: str, columns: list[str]
+    ) -> pl.DataFrame:
+        """The rows ``step`` made for these journeys (chunked lookups: any number of ids)."""
+        rows = fetch_by_keys(
+            self.conn,
+            table(record),
+            ["journey_id"],
+            journeys.select(pl.col("id").alias("journey_id")),
+            ["id", "step", *columns],
+        )
+        return rows.filter(pl.col("step") == step).drop("step")
 
     def _touch_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
-        marks, ids = self._ids_sql(journeys)
-        touches = query_frame(
-            self.conn,
-            f"SELECT journey_id, id, customer_id, status, scheduled_at FROM touches "
-            f"WHERE step = ? AND journey_id IN ({marks})",
-            [step, *ids],
-            {
-                "journey_id": pl.Int64(),
-                "id": pl.Int64(),
-                "customer_id": pl.Int64(),
-                "status": pl.String(),
-                "scheduled_at": UTC,
-            },
+        touches = self._of_journeys(
+            m.Touch, journeys, step, ["customer_id", "status", "scheduled_at"]
         )
         latest = touches.sort("id").group_by("journey_id").last()
         replies = self._replies(latest["customer_id"])
@@ -193,27 +197,19 @@ class StoreLookups:
         )
 
     def _replies(self, customers: pl.Series) -> pl.DataFrame:
-        schema = {"customer_id": pl.Int64(), "replied_at": UTC}
-        ids = customers.unique().to_list()
-        if not ids:
-            return pl.DataFrame(schema=schema)
-        marks = ",".join("?" * len(ids))
-        return query_frame(
+        found = fetch_by_keys(
             self.conn,
-            f"SELECT customer_id, occurred_at FROM events "
-            f"WHERE type = 'reply_keyword' AND customer_id IN ({marks})",
-            ids,
-            schema,
+            table(m.Event),
+            ["customer_id"],
+            pl.DataFrame({"customer_id": customers}),
+            ["type", "occurred_at"],
+        )
+        return found.filter(pl.col("type") == "reply_keyword").select(
+            "customer_id", pl.col("occurred_at").alias("replied_at")
         )
 
     def _task_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
-        marks, ids = self._ids_sql(journeys)
-        tasks = query_frame(
-            self.conn,
-            f"SELECT journey_id, id, outcome FROM tasks WHERE step = ? AND journey_id IN ({marks})",
-            [step, *ids],
-            {"journey_id": pl.Int64(), "id": pl.Int64(), "outcome": pl.String()},
-        )
+        tasks = self._of_journeys(m.Task, journeys, step, ["outcome"])
         latest = tasks.sort("id").group_by("journey_id").last()
         outcome = pl.col("outcome")
         return latest.select(

@@ -25,6 +25,8 @@ from baoke.journeys.catalog import Catalog
 from baoke.journeys.engine import StoreLookups
 from baoke.journeys.steps import UTC, Moves, offset
 from baoke.playbooks.definitions import Duration, Playbook
+from baoke.profiles.schema import Kind
+from baoke.segments.rules import Field
 from baoke.store import models as m
 from baoke.store.models import table
 
@@ -41,6 +43,8 @@ CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
 """Columns of an enrolment candidate frame."""
 
 _OPEN = ("active", "paused")
+_LOST = Field("lifecycle_stage", Kind.TEXT, "=", "lost")
+_OPEN_COMPLAINT = Field("open_complaint", Kind.BOOL, "=", True)
 # A holdout customer is watched this long for the goal when the playbook sets no goal window.
 _HOLDOUT_WINDOW = Duration(90, "d")
 
@@ -121,6 +125,12 @@ def _entry_filter(
         inside = group.filter(pl.col("customer_id").is_in(members.implode()))
         result.skip("not in the playbook's audience", group.height - inside.height)
         group = inside
+    if "lost" in book.exit_on and group.height:
+        # Entering only to be taken out by the next daily check would leave a false trail.
+        lost = lookups.holds(_LOST, group["customer_id"])
+        inside = group.filter(~pl.col("customer_id").is_in(lost.implode()))
+        result.skip("customer is lost (the playbook exits on lost)", group.height - inside.height)
+        group = inside
     open_now = group["has_open"].fill_null(False)
     result.skip("already on this playbook", int(open_now.sum()))
     group = group.filter(~open_now)
@@ -141,10 +151,24 @@ def _entry_filter(
     return group
 
 
-def _journey_rows(group: pl.DataFrame, book: Playbook, zone: ZoneInfo) -> pl.DataFrame:
+def _complaint_open(group: pl.DataFrame, book: Playbook, lookups: StoreLookups) -> pl.Series:
+    """Per candidate: the playbook pauses on complaints and the customer has one open.
+
+    Such a journey starts paused (and resumes when the complaint is closed), as one running
+    when the complaint came in would be: marketing stays quiet while a complaint is open.
+    """
+    if "complaint_opened" not in book.pause_on or "complaint_opened" in book.exit_on:
+        return pl.Series("_paused", [False] * group.height, dtype=pl.Boolean)
+    complaining = lookups.holds(_OPEN_COMPLAINT, group["customer_id"])
+    return group["customer_id"].is_in(complaining.implode()).alias("_paused")
+
+
+def _journey_rows(
+    group: pl.DataFrame, book: Playbook, zone: ZoneInfo, paused: pl.Series
+) -> pl.DataFrame:
     held = stable_share(group["customer_id"], book.name) < book.entry.holdout
     window = book.goal.within if book.goal and book.goal.within else _HOLDOUT_WINDOW
-    return group.with_columns(held.alias("_held")).select(
+    return group.with_columns(held.alias("_held"), paused.alias("_paused")).select(
         "enrolment_key",
         pl.lit(book.name).alias("playbook"),
         pl.lit(book.version).alias("version"),
@@ -152,7 +176,16 @@ def _journey_rows(group: pl.DataFrame, book: Playbook, zone: ZoneInfo) -> pl.Dat
         "dealer_id",
         "trigger",
         "trigger_ref",
-        pl.when("_held").then(pl.lit("holdout")).otherwise(pl.lit("active")).alias("status"),
+        pl.when("_held")
+        .then(pl.lit("holdout"))
+        .when("_paused")
+        .then(pl.lit("paused"))
+        .otherwise(pl.lit("active"))
+        .alias("status"),
+        pl.when(~pl.col("_held") & pl.col("_paused"))
+        .then(pl.lit("paused:complaint_opened"))
+        .otherwise(pl.lit(None, pl.String))
+        .alias("end_reason"),
         pl.when("_held").then(None).otherwise(pl.lit(book.steps[0].id)).alias("step"),
         pl.col("at").alias("step_since"),
         pl.when("_held")
@@ -167,6 +200,8 @@ def _journey_rows(group: pl.DataFrame, book: Playbook, zone: ZoneInfo) -> pl.Dat
             pl.col("reason"),
             pl.when("_held")
             .then(pl.lit(f"; held out for measurement ({book.entry.holdout:.0%} of entrants)"))
+            .when("_paused")
+            .then(pl.lit("; paused: the customer has an open complaint"))
             .otherwise(pl.lit("")),
         ).alias("_reason"),
     )
@@ -205,7 +240,8 @@ def enrol(
         book = books[str(name)]
         kept = _entry_filter(group, book, lookups, result)
         if kept.height:
-            rows.append(_journey_rows(kept, book, lookups.zone))
+            paused = _complaint_open(kept, book, lookups)
+            rows.append(_journey_rows(kept, book, lookups.zone, paused))
             result.by_playbook[book.name] = kept.height
     moves = _insert(conn, rows)
     for part in moves.journeys:

@@ -23,7 +23,7 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,37 @@ def read_event_file(
         quarantine.count,
         quarantine.path,
     )
+
+
+def read_event_rows(
+    rows: Sequence[Mapping[str, Any]], conn: Connection, *, zone: ZoneInfo, source: str = "api"
+) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+    """Check events given as objects (the HTTP API): the good ones, and (index, reason) of the
+    bad ones. The same rules as a JSON Lines file, row for row."""
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    if "type" not in names or "occurred_at" not in names:
+        raise InputError("every event needs type and occurred_at")
+    columns = {
+        name: pl.Series(
+            name,
+            [
+                _scalar_text(row.get(name)) if name != "attributes" else _object_text(row.get(name))
+                for row in rows
+            ],
+            dtype=pl.String,
+        )
+        for name in names
+    }
+    raw = pl.DataFrame(columns).with_columns(pl.lit(None, pl.String).alias(ERROR_COL))
+    events, reasons = _check_batch(Path(source), raw, conn, zone, source[:_SOURCE_MAX])
+    rejected = [(i, str(r)) for i, r in enumerate(reasons.to_list()) if r is not None]
+    return events.unique("event_key", keep="first", maintain_order=True), rejected
+
+
+def _object_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _expected_format(path: Path) -> str:

@@ -50,7 +50,14 @@ from baoke.profiles.engine import refresh_profiles, snapshot_path
 from baoke.store import models as m
 from baoke.store.models import table
 
-__all__ = ["EventsResult", "RunResult", "ingest_events", "process_events", "run_day"]
+__all__ = [
+    "EventsResult",
+    "RunResult",
+    "ingest_events",
+    "process_events",
+    "react",
+    "run_day",
+]
 
 _EVENT_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Int64(),
@@ -293,7 +300,9 @@ def run_day(
             laps.lap("profiles")
         with engine.begin() as conn:
             catalog = load_catalog(conn, settings)
-            since = _last_until(conn) or enrol_time(day, zone)
+            # The first run starts just before the day: records dated D happen at its very
+            # start, and the derivation window (since, until] must include them.
+            since = _last_until(conn) or enrol_time(day, zone) - dt.timedelta(microseconds=1)
         note("events")
         result.events_derived = _derive_events(engine, since, end, zone)
         with open_profiles(snapshot_path(settings)) as profiles:
@@ -319,6 +328,31 @@ def _counts(result: RunResult) -> dict[str, Any]:
     return {k: data[k] for k in ("events_derived", "events", "checks", "enrolment", "advance")}
 
 
+def react(
+    settings: Settings, engine: Engine, events: pl.DataFrame, *, until: dt.datetime | None = None
+) -> tuple[int, EventsResult, AdvanceResult]:
+    """Store checked events and let the journeys react up to ``until`` (default now).
+
+    Returns (events newly stored, what the pending events did, the advance).
+    """
+    zone = settings.zone
+    # Everything up to and including this moment: an event at exactly ``until`` counts.
+    now = (until or dt.datetime.now(dt.UTC)).astimezone(dt.UTC) + dt.timedelta(microseconds=1)
+    with engine.begin() as conn:
+        stored = store_events(conn, events)
+        catalog = load_catalog(conn, settings)
+    run_id = _start_run(engine, "events", None, now)
+    try:
+        with open_profiles(snapshot_path(settings)) as profiles:
+            done = process_events(engine, catalog, profiles, now, zone)
+            moved = advance(engine, catalog, now, zone, profiles)
+    except BaseException as exc:
+        _finish_run(engine, run_id, {}, f"{type(exc).__name__}: {exc}")
+        raise
+    _finish_run(engine, run_id, {"stored": stored, "events": asdict(done)}, None)
+    return stored, done, moved
+
+
 def ingest_events(
     settings: Settings, engine: Engine, path: Path, *, until: dt.datetime | None = None
 ) -> tuple[int, int, Path | None, EventsResult, AdvanceResult]:
@@ -326,20 +360,7 @@ def ingest_events(
 
     Returns (rows read, events stored, quarantine file, what the events did, the advance).
     """
-    zone = settings.zone
-    # Everything up to and including this moment: an event at exactly ``until`` counts.
-    now = (until or dt.datetime.now(dt.UTC)).astimezone(dt.UTC) + dt.timedelta(microseconds=1)
-    with engine.begin() as conn:
-        batch = read_event_file(path, conn, zone=zone)
-        stored = store_events(conn, batch.events)
-        catalog = load_catalog(conn, settings)
-    run_id = _start_run(engine, "events", None, now)
-    try:
-        with open_profiles(snapshot_path(settings)) as profiles:
-            events = process_events(engine, catalog, profiles, now, zone)
-            moved = advance(engine, catalog, now, zone, profiles)
-    except BaseException as exc:
-        _finish_run(engine, run_id, {}, f"{type(exc).__name__}: {exc}")
-        raise
-    _finish_run(engine, run_id, {"stored": stored, "events": asdict(events)}, None)
-    return batch.rows_read, stored, batch.quarantine_file, events, moved
+    with engine.connect() as conn:
+        batch = read_event_file(path, conn, zone=settings.zone)
+    stored, done, moved = react(settings, engine, batch.events, until=until)
+    return batch.rows_read, stored, batch.quarantine_file, done, moved

@@ -41,6 +41,23 @@ def all_playbooks(settings: Settings) -> list[Playbook]:
     return list(books.values())
 
 
+def _switched_off(settings: Settings) -> dict[str, str]:
+    """Playbooks an operator disabled (``baoke playbooks disable``), with the reason."""
+    from sqlalchemy import select
+
+    from baoke.store.db import ensure_schema, make_engine
+    from baoke.store.models import PlaybookState
+
+    engine = make_engine(settings.url)
+    ensure_schema(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(PlaybookState.name, PlaybookState.reason).where(PlaybookState.enabled.is_(False))
+        ).all()
+    engine.dispose()
+    return {name: reason or "" for name, reason in rows}
+
+
 def _summary(book: Playbook) -> dict[str, Any]:
     return {
         "name": book.name,
@@ -60,7 +77,13 @@ def list_playbooks(
     as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
 ) -> None:
     """Every playbook: built-in and custom, enabled or not, with its version."""
-    rows = [_summary(book) for book in all_playbooks(load_settings())]
+    settings = load_settings()
+    off = _switched_off(settings)
+    rows = [_summary(book) for book in all_playbooks(settings)]
+    for row in rows:
+        if row["name"] in off:
+            row["enabled"] = False
+            row["disabled_by_operator"] = off[row["name"]]
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -72,7 +95,7 @@ def list_playbooks(
             r["name"],
             r["label"],
             r["kind"],
-            "yes" if r["enabled"] else "no",
+            "yes" if r["enabled"] else "no (operator)" if "disabled_by_operator" in r else "no",
             r["version"],
             str(r["triggers"]),
             str(r["steps"]),

@@ -1,0 +1,1 @@
+"""The HTTP API: events from other systems (call centre, WeCom callbacks, the DMS) in real time."""
