@@ -10,10 +10,13 @@ import duckdb
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from baoke.config import Settings
 from baoke.ingest.pipeline import ImportSummary, find_kind_files, import_file
+from baoke.journeys.catalog import load_catalog
+from baoke.journeys.context import build_contexts, render_message
+from baoke.journeys.run import RunResult, run_day
 from baoke.privacy import mask_mobile, mask_name
 from baoke.profiles.commands import all_definitions
 from baoke.profiles.engine import RefreshResult, refresh_profiles, snapshot_path
@@ -48,7 +51,7 @@ def run_demo(
         Panel.fit(
             f"baoke demo: a synthetic dealer group of {customers:,} customers (seed {seed})\n"
             "1) write DMS-style export files   2) import them with validation and quarantine   "
-            "3) report",
+            "3) profiles and segments   4) run the playbooks for the day",
             title="保客 baoke",
         )
     )
@@ -76,6 +79,9 @@ def run_demo(
             settings, engine, result.config.today, all_definitions(settings)
         )
     _print_profiles(console, settings, refreshed)
+    with console.status("running the playbooks for the day …"):
+        day = run_day(settings, engine, result.config.today, refresh=False)
+    _print_journeys(console, settings, engine, day)
     _print_where(console, settings, out_dir, summaries, time.perf_counter() - started)
     return summaries
 
@@ -218,6 +224,71 @@ def _print_profiles(console: Console, settings: Settings, refreshed: RefreshResu
         )
 
 
+def _print_journeys(console: Console, settings: Settings, engine: Engine, day: RunResult) -> None:
+    """What the playbooks proposed for the day: per playbook, and three messages as sent."""
+    touches, tasks = m.Touch, m.Task
+    with engine.connect() as conn:
+        by_book = conn.execute(
+            select(touches.playbook, func.count()).group_by(touches.playbook)
+        ).all()
+        by_role = dict(conn.execute(select(tasks.role, func.count()).group_by(tasks.role)).all())
+        samples = _samples(conn)
+        contexts = build_contexts(
+            conn, [row[0] for row in samples], as_of=day.day, settings=settings
+        )
+        catalog = load_catalog(conn, settings)
+    enrolled = day.enrolment.enrolled + day.events.enrolment.enrolled
+    held = day.enrolment.holdout + day.events.enrolment.holdout
+    table = Table(
+        title=f"5) Playbooks on {day.day}: {enrolled:,} customers entered (+{held:,} held out "
+        f"to measure); candidate touches by playbook",
+        title_justify="left",
+    )
+    table.add_column("playbook")
+    table.add_column("touches", justify="right")
+    for name, n in sorted(by_book, key=lambda r: -r[1]):
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    console.print(
+        "Tasks for staff: " + (", ".join(f"{role} {n:,}" for role, n in by_role.items()) or "none")
+    )
+    for cid, name, version, template, channels in samples:
+        first = channels.split(",")[0]
+        text = render_message(catalog.get(name, version), template, first, contexts[cid]).text
+        console.print(
+            Panel(
+                text.strip(),
+                title=f"{name} → customer {cid} on {channels.replace(',', ' > ')}",
+                title_align="left",
+            )
+        )
+    console.print(
+        "[dim]These are candidates: the contact policy (consent, quiet hours, fatigue caps) "
+        "decides what is sent.[/]"
+    )
+
+
+def _samples(conn: Connection) -> list[tuple[int, str, str, str, str]]:
+    """One candidate touch of each of three playbooks, when there is one."""
+    out = []
+    for name in ("churn_winback", "service_calendar", "maintenance_cadence_high"):
+        row = conn.execute(
+            select(
+                m.Touch.customer_id,
+                m.Touch.playbook,
+                m.Touch.version,
+                m.Touch.template,
+                m.Touch.channels,
+            )
+            .where(m.Touch.playbook == name)
+            .order_by(m.Touch.id)
+            .limit(1)
+        ).first()
+        if row is not None:
+            out.append((int(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4])))
+    return out
+
+
 def _print_where(
     console: Console,
     settings: Settings,
@@ -234,6 +305,7 @@ def _print_where(
         f"analytics:        {snapshot_path(settings)} (DuckDB snapshot and profiles)",
         "",
         "explore:  baoke segments list · baoke segments show at_risk · baoke profiles show ID",
+        "          baoke journeys list · baoke journeys show ID · baoke candidates",
         "next: import your own DMS exports, e.g.",
         "  baoke import customers 客户资料.csv     (CSV in UTF-8 or GBK, XLSX, JSON Lines)",
         "  baoke import service-orders 工单.xlsx --mapping my-headers.yaml",
