@@ -95,20 +95,35 @@ def _with_keys(candidates: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _history(conn: Connection, customers: pl.Series) -> pl.DataFrame:
-    """Per (customer, playbook): any open journey, any journey at all, the last finish."""
+def _history(conn: Connection, customers: pl.Series, cooling: list[str]) -> pl.DataFrame:
+    """Per (customer, playbook): any open journey, any journey at all, and the last finish
+    that starts a cool-down (``cooling``: the playbooks that have one).
+
+    A cool-down runs from a journey that reached the customer, or would have (a holdout
+    record). One that ended at a branch without proposing anything (a price-lost lead enrolled
+    by a stock arrival) must not keep the customer from the next occasion that fits them.
+    """
     rows = fetch_by_keys(
         conn,
         table(m.Journey),
         ["customer_id"],
         pl.DataFrame({"customer_id": customers}),
-        ["playbook", "status", "finished_at"],
+        ["id", "playbook", "status", "finished_at"],
     )
     is_open = pl.col("status").is_in(_OPEN) | (
         (pl.col("status") == "holdout") & pl.col("finished_at").is_null()
     )
+    ended = rows.filter(
+        pl.col("playbook").is_in(cooling)
+        & pl.col("finished_at").is_not_null()
+        & (pl.col("status") != "holdout")
+    ).select(pl.col("id").alias("journey_id"))
+    made = [fetch_by_keys(conn, table(rec), ["journey_id"], ended, []) for rec in (m.Touch, m.Task)]
+    proposed = pl.concat(made)["journey_id"]
+    counts = (pl.col("status") == "holdout") | pl.col("id").is_in(proposed.implode())
     return rows.group_by(["customer_id", "playbook"]).agg(
-        is_open.any().alias("has_open"), pl.col("finished_at").max().alias("last_finished")
+        is_open.any().alias("has_open"),
+        pl.col("finished_at").filter(counts).max().alias("last_finished"),
     )
 
 
@@ -233,7 +248,8 @@ def enrol(
         ["home_dealer_id"],
     ).rename({"id": "customer_id", "home_dealer_id": "dealer_id"})
     fresh = fresh.join(customers, on="customer_id", how="inner")
-    history = _history(conn, fresh["customer_id"])
+    cooling = [book.name for book in books.values() if book.entry.cooldown is not None]
+    history = _history(conn, fresh["customer_id"], cooling)
     fresh = fresh.join(history, on=["customer_id", "playbook"], how="left")
     rows: list[pl.DataFrame] = []
     for (name,), group in fresh.group_by(["playbook"], maintain_order=True):

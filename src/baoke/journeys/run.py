@@ -59,6 +59,12 @@ __all__ = [
     "run_day",
 ]
 
+# Records dated D (deliveries, settled orders, lost leads) happen at D 00:00, the very end of
+# the window of the run before D's; they are imported during D or later. Every run looks this
+# far back, so a record imported by the end of the day after its date still becomes an event
+# (whenever the runs happen). Events are keyed: what was derived before is not derived again.
+_LATE_RECORDS = dt.timedelta(days=2)
+
 _EVENT_SCHEMA: dict[str, pl.DataType] = {
     "id": pl.Int64(),
     "event_key": pl.String(),
@@ -300,11 +306,9 @@ def run_day(
             laps.lap("profiles")
         with engine.begin() as conn:
             catalog = load_catalog(conn, settings)
-            # The first run starts just before the day: records dated D happen at its very
-            # start, and the derivation window (since, until] must include them.
-            since = _last_until(conn) or enrol_time(day, zone) - dt.timedelta(microseconds=1)
+            since = _last_until(conn) or enrol_time(day, zone)
         note("events")
-        result.events_derived = _derive_events(engine, since, end, zone)
+        result.events_derived = _derive_events(engine, since - _LATE_RECORDS, end, zone)
         with open_profiles(snapshot_path(settings)) as profiles:
             result.events = process_events(engine, catalog, profiles, end, zone)
             laps.lap("events")

@@ -94,6 +94,11 @@ def segment_candidates(
     return _concat(parts)
 
 
+def _signed(span: Duration) -> str:
+    """An offset as the playbook writes it, sign included: ``+30d``, ``-15d``."""
+    return ("+" if span.amount > 0 else "") + duration_text(span)
+
+
 def _minus(day: dt.date, span: Duration) -> dt.date:
     """``day - span`` on the calendar (a trigger at due - 15d fires when due = day + 15d)."""
     unit = {"d": "d", "w": "w", "m": "mo", "y": "y"}.get(span.unit)
@@ -137,7 +142,7 @@ def date_candidates(
             else:
                 sql = f"SELECT customer_id FROM profiles WHERE {trig.field} = DATE '{target}'"
             ids: pl.DataFrame = profiles.sql(sql).pl()
-            when = f"{trig.field} {trig.offset}" if trig.offset.amount else trig.field
+            when = f"{trig.field} {_signed(trig.offset)}" if trig.offset.amount else trig.field
             parts.append(
                 _shape(
                     ids["customer_id"],
@@ -169,7 +174,7 @@ def festival_candidates(
                 continue
             if everyone is None:
                 everyone = profiles.sql("SELECT customer_id FROM profiles").pl()["customer_id"]
-            shift = f" {duration_text(trig.offset)}" if trig.offset.amount else ""
+            shift = f" {_signed(trig.offset)}" if trig.offset.amount else ""
             parts.append(
                 _shape(
                     everyone,
