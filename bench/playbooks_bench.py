@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import polars as pl
 from sqlalchemy import Engine, func, select, text
@@ -85,32 +86,59 @@ def _weights(books: list[Playbook]) -> dict[str, float]:
     return {k: v / total for k, v in kept.items()}
 
 
+def _eligible(settings: Settings, book: Playbook) -> np.ndarray:
+    """(customer, dealer) pairs a journey of ``book`` could really belong to today.
+
+    Members of the trigger segment for segment-triggered playbooks; lost leads for the lost-lead
+    playbook; otherwise owners who are not lost (a lost owner would leave at the first daily
+    check, which would measure the bench, not a steady store).
+    """
+    trigger = book.triggers[0]
+    if isinstance(trigger, SegmentTrigger):
+        sql = (
+            "SELECT p.customer_id, p.home_dealer_id FROM profiles p JOIN segment_members s "
+            f"ON s.customer_id = p.customer_id WHERE s.segment = '{trigger.segment}'"
+        )
+    elif book.name == "lost_lead_reactivation":
+        sql = "SELECT customer_id, home_dealer_id FROM profiles WHERE lead_status = 'lost'"
+    else:
+        sql = (
+            "SELECT customer_id, home_dealer_id FROM profiles "
+            "WHERE is_owner AND lifecycle_stage <> 'lost'"
+        )
+    db = duckdb.connect(str(settings.data_dir / "analytics.duckdb"), read_only=True)
+    try:
+        rows = db.sql(sql).fetchall()
+    finally:
+        db.close()
+    return np.array([(c, d if d is not None else 0) for c, d in rows], dtype=np.int64)
+
+
 def place_journeys(engine: Engine, settings: Settings, day: dt.date, count: int, seed: int) -> int:
-    """Insert ``count`` active journeys on the built-in playbooks (set-based, one insert)."""
+    """Insert about ``count`` active journeys on the built-in playbooks (one bulk insert).
+
+    Returns how many are due on ``day``.
+    """
     rng = np.random.default_rng(seed)
     with engine.begin() as conn:
         catalog = load_catalog(conn, settings)
-        customers = np.array(
-            conn.execute(select(m.Customer.id, m.Customer.home_dealer_id)).all(), dtype=np.int64
-        )
     books = {b.name: b for b in catalog.enabled()}
     weights = _weights(list(books.values()))
-    names = np.array(list(weights))
-    chosen = rng.choice(len(names), count, p=np.array(list(weights.values())))
-    # One journey per (customer, playbook): draw customers without replacement per playbook.
     frames = []
     start = dt.datetime.combine(day, dt.time(0), settings.zone).astimezone(dt.UTC)
-    for i, name in enumerate(names):
-        n = int((chosen == i).sum())
-        book = books[str(name)]
-        who = customers[rng.choice(len(customers), n, replace=False)]
+    for name, share in weights.items():
+        book = books[name]
+        pool = _eligible(settings, book)
+        n = min(len(pool), round(count * share))
+        # One journey per (customer, playbook): customers drawn without replacement.
+        who = pool[rng.choice(len(pool), n, replace=False)]
         steps = [s.id for s in book.steps]
         trigger = book.triggers[0]
         frames.append(
             pl.DataFrame(
                 {
                     "customer_id": who[:, 0],
-                    "dealer_id": who[:, 1],
+                    "dealer_id": pl.Series(who[:, 1]).replace(0, None),
                     "playbook": book.name,
                     "version": book.version,
                     "trigger": trigger.id,
@@ -118,7 +146,6 @@ def place_journeys(engine: Engine, settings: Settings, day: dt.date, count: int,
                     "step": np.array(steps)[rng.integers(0, len(steps), n)],
                     "since_h": rng.integers(24, 24 * 30, n),
                     "wake_h": rng.uniform(-24, 24 * 6, n),
-                    "segment": trigger.segment if isinstance(trigger, SegmentTrigger) else "",
                 }
             )
         )
@@ -142,7 +169,7 @@ def place_journeys(engine: Engine, settings: Settings, day: dt.date, count: int,
         bulk_insert(
             conn,
             m.Journey.__table__,
-            placed.drop("since_h", "wake_h", "segment"),
+            placed.drop("since_h", "wake_h"),
         )
     due = placed.filter(pl.col("wake_at") < start + dt.timedelta(days=1)).height
     return due

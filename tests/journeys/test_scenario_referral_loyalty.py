@@ -8,10 +8,13 @@ Referral (推荐有礼): the referrer hears when the friend registers (points), 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
 from sqlalchemy import select, update
 from tests.journeys.world import World, local
 
+from baoke.journeys.run import ingest_events
 from baoke.store import models as m
 
 D = dt.date(2026, 6, 1)
@@ -132,3 +135,35 @@ def test_points_earned_and_redeemed(world: World) -> None:
         "points_redeemed",
     ]
     assert {j["status"] for j in journeys} == {"completed"}
+
+
+def test_two_ledger_lines_in_one_batch_make_two_notices(world: World, tmp_path: Path) -> None:
+    cid = world.owner()
+    world.run(_day(0))
+    rows = [
+        {
+            "type": "points_changed",
+            "customer_id": cid,
+            "occurred_at": _iso(1, 10),
+            "reason": "service",
+            "points": 300,
+        },
+        {
+            "type": "points_changed",
+            "customer_id": cid,
+            "occurred_at": _iso(1, 15),
+            "reason": "redemption",
+            "points": 200,
+        },
+    ]
+    path = tmp_path / "ledger.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    ingest_events(world.settings, world.engine, path, until=local(_day(1), 16))
+    assert [(s, at) for s, _, at in world.touches(cid, LOYALTY)] == [
+        ("earned_notice", _at(1, 10)),
+        ("redeemed_notice", _at(1, 15)),
+    ]
+
+
+def _iso(n: int, hour: int) -> str:
+    return local(_day(n), hour).isoformat()

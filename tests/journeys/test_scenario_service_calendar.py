@@ -144,3 +144,18 @@ def test_each_date_trigger_routes_to_its_reminder(world: World) -> None:
     for cid in (notes, booking, insured):
         assert len(world.journeys(cid, BOOK)) == 1
         assert len(world.touches(cid, BOOK)) == 1
+
+
+def test_two_reminders_on_the_same_day_both_go_out(world: World) -> None:
+    # Maintenance due in 15 days and insurance expiring in 30: both reminders fall on S.
+    cid = _due_in_15_days(world)
+    _insured_until(world, cid, _day(30))
+    world.run(S)
+    assert world.touches(cid, BOOK) == [
+        ("maintenance_booking", "wecom,sms", _at(0)),
+        ("insurance_quote", "wecom,sms", _at(0)),
+    ]
+    assert _tasks(world, cid) == [("insurance_task", "customer_manager", _at(2))]
+    before = _counts(world)
+    world.run(S)
+    assert _counts(world) == before

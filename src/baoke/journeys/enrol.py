@@ -59,6 +59,15 @@ class EnrolResult:
     skipped: dict[str, int] = field(default_factory=dict)
     by_playbook: dict[str, int] = field(default_factory=dict)
 
+    def merge(self, other: EnrolResult) -> None:
+        """Add another batch's counts (a later pass over deferred occurrences)."""
+        self.enrolled += other.enrolled
+        self.holdout += other.holdout
+        for reason, n in other.skipped.items():
+            self.skip(reason, n)
+        for name, n in other.by_playbook.items():
+            self.by_playbook[name] = self.by_playbook.get(name, 0) + n
+
     def skip(self, reason: str, n: int) -> None:
         """Count ``n`` candidates left out for ``reason``."""
         if n:
@@ -81,10 +90,13 @@ def stable_share(customer_ids: pl.Series, salt: str) -> pl.Series:
     return pl.Series("share", (x >> np.uint64(11)).astype(np.float64) / float(1 << 53))
 
 
-def _first_per_customer(candidates: pl.DataFrame) -> pl.DataFrame:
-    return candidates.sort(["at", "trigger_ref"]).unique(
-        ["playbook", "customer_id"], keep="first", maintain_order=True
+def _first_per_customer(candidates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The earliest occurrence per (playbook, customer), and the later ones (deferred)."""
+    ordered = candidates.sort(["at", "trigger_ref"]).with_columns(
+        pl.int_range(pl.len()).over(["playbook", "customer_id"]).alias("_nth")
     )
+    first = ordered.filter(pl.col("_nth") == 0).drop("_nth")
+    return first, ordered.filter(pl.col("_nth") > 0).drop("_nth")
 
 
 def _with_keys(candidates: pl.DataFrame) -> pl.DataFrame:
@@ -124,6 +136,7 @@ def _history(conn: Connection, customers: pl.Series, cooling: list[str]) -> pl.D
     return rows.group_by(["customer_id", "playbook"]).agg(
         is_open.any().alias("has_open"),
         pl.col("finished_at").filter(counts).max().alias("last_finished"),
+        pl.col("finished_at").max().alias("last_end"),
     )
 
 
@@ -146,7 +159,11 @@ def _entry_filter(
         inside = group.filter(~pl.col("customer_id").is_in(lost.implode()))
         result.skip("customer is lost (the playbook exits on lost)", group.height - inside.height)
         group = inside
-    open_now = group["has_open"].fill_null(False)
+    # A journey that ended after this occurrence was still open at its moment: judged as of
+    # the occurrence, a rerun of the same day decides exactly as the first run did.
+    open_now = group.select(
+        pl.col("has_open").fill_null(False) | (pl.col("last_end") > pl.col("at")).fill_null(False)
+    ).to_series()
     result.skip("already on this playbook", int(open_now.sum()))
     group = group.filter(~open_now)
     seen = group["last_finished"].is_not_null()
@@ -224,19 +241,21 @@ def _journey_rows(
 
 def enrol(
     conn: Connection, catalog: Catalog, candidates: pl.DataFrame, lookups: StoreLookups
-) -> tuple[EnrolResult, Moves]:
+) -> tuple[EnrolResult, pl.DataFrame]:
     """Enrol the candidates that pass the entry rules; journeys and decisions are inserted.
 
-    Returns the counts, and the new journeys as moves (already written) for the caller's
-    bookkeeping.
+    Only the earliest occurrence per customer and playbook is decided here; the later ones
+    come back, to be enrolled once the journeys have moved past their moment (the caller
+    advances and calls again: points earned at 10:00 and redeemed at 15:00 make two notices).
     """
     result = EnrolResult(candidates=candidates.height)
     books = {book.name: book for book in catalog.enabled()}
     usable = candidates.filter(pl.col("playbook").is_in(list(books)))
     result.skip("playbook disabled", candidates.height - usable.height)
     if usable.height == 0:
-        return result, Moves()
-    usable = _with_keys(_first_per_customer(usable))
+        return result, usable
+    usable, later = _first_per_customer(usable)
+    usable = _with_keys(usable)
     known = fetch_by_keys(conn, table(m.Journey), ["enrolment_key"], usable, [])
     fresh = usable.join(known, on="enrolment_key", how="anti")
     result.skip("already enrolled for this occurrence", usable.height - fresh.height)
@@ -247,7 +266,9 @@ def enrol(
         fresh.select(pl.col("customer_id").alias("id")),
         ["home_dealer_id"],
     ).rename({"id": "customer_id", "home_dealer_id": "dealer_id"})
-    fresh = fresh.join(customers, on="customer_id", how="inner")
+    known_customers = fresh.join(customers, on="customer_id", how="inner")
+    result.skip("unknown customer", fresh.height - known_customers.height)
+    fresh = known_customers
     cooling = [book.name for book in books.values() if book.entry.cooldown is not None]
     history = _history(conn, fresh["customer_id"], cooling)
     fresh = fresh.join(history, on=["customer_id", "playbook"], how="left")
@@ -264,7 +285,7 @@ def enrol(
         held = int((part["status"] == "holdout").sum())
         result.holdout += held
         result.enrolled += part.height - held
-    return result, moves
+    return result, later
 
 
 def _insert(conn: Connection, rows: list[pl.DataFrame]) -> Moves:

@@ -221,11 +221,36 @@ def process_events(
     with engine.begin() as conn:
         effects = apply_events(conn, catalog, pending, zone)
         candidates = event_candidates(profiles, catalog, pending)
-        result.enrolment, _ = enrol(conn, catalog, candidates, StoreLookups(conn, profiles, zone))
+        result.enrolment, later = enrol(
+            conn, catalog, candidates, StoreLookups(conn, profiles, zone)
+        )
         _mark_processed(conn, pending["id"])
+    _enrol_later(engine, catalog, profiles, later, until, zone, result.enrolment)
     result.processed = pending.height
     result.effects = effects.counts
     return result
+
+
+def _enrol_later(
+    engine: Engine,
+    catalog: Catalog,
+    profiles: duckdb.DuckDBPyConnection | None,
+    later: pl.DataFrame,
+    until: dt.datetime,
+    zone: ZoneInfo,
+    result: EnrolResult,
+) -> None:
+    """Enrol deferred occurrences (a customer's second of a batch) pass by pass.
+
+    Each pass first lets the journeys move up to ``until``, so a journey begun by the earlier
+    occurrence has ended (or not) before the later one is judged against it. Every pass takes
+    at least the earliest remaining occurrence per customer and playbook, so the passes end.
+    """
+    while later.height:
+        advance(engine, catalog, until, zone, profiles)
+        with engine.begin() as conn:
+            done, later = enrol(conn, catalog, later, StoreLookups(conn, profiles, zone))
+        result.merge(done)
 
 
 def _derive_events(engine: Engine, since: dt.datetime, until: dt.datetime, zone: ZoneInfo) -> int:
@@ -267,6 +292,7 @@ def _daily_enrolment(
     catalog: Catalog,
     profiles: duckdb.DuckDBPyConnection | None,
     day: dt.date,
+    until: dt.datetime,
     zone: ZoneInfo,
 ) -> EnrolResult:
     with engine.begin() as conn:
@@ -278,7 +304,8 @@ def _daily_enrolment(
             ],
             how="vertical_relaxed",
         )
-        result, _ = enrol(conn, catalog, candidates, StoreLookups(conn, profiles, zone))
+        result, later = enrol(conn, catalog, candidates, StoreLookups(conn, profiles, zone))
+    _enrol_later(engine, catalog, profiles, later, until, zone, result)
     return result
 
 
@@ -315,7 +342,7 @@ def run_day(
             note("enrolment")
             with engine.begin() as conn:
                 result.checks = daily_checks(conn, catalog, profiles, enrol_time(day, zone)).counts
-            result.enrolment = _daily_enrolment(engine, catalog, profiles, day, zone)
+            result.enrolment = _daily_enrolment(engine, catalog, profiles, day, end, zone)
             laps.lap("enrolment")
             note("advance")
             result.advance = advance(engine, catalog, end, zone, profiles)
