@@ -14,6 +14,7 @@ unique, so a second evaluation of the same journey state cannot produce a second
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,6 +79,17 @@ class AdvanceResult:
     completed: int = 0
     seconds: float = 0.0
     by_action: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: AdvanceResult) -> None:
+        """Add another advance's counts (a run advances in several steps)."""
+        self.waves += other.waves
+        self.evaluations += other.evaluations
+        self.touches += other.touches
+        self.tasks += other.tasks
+        self.completed += other.completed
+        self.seconds += other.seconds
+        for action, n in other.by_action.items():
+            self.by_action[action] = self.by_action.get(action, 0) + n
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,6 +321,7 @@ def advance(
 ) -> AdvanceResult:
     """Move every active journey due before ``until`` until it waits or ends."""
     result = AdvanceResult()
+    started = time.perf_counter()
     with engine.connect() as conn:
         due = _due(conn, until)
     while due.height:
@@ -328,4 +341,5 @@ def advance(
         if progress is not None:
             progress(result.waves, due.height)
         due = states.filter((pl.col("status") == "active") & (pl.col("wake_at") < until))
+    result.seconds = time.perf_counter() - started
     return result

@@ -59,6 +59,8 @@ __all__ = [
     "run_day",
 ]
 
+_INSTANT = dt.timedelta(microseconds=1)
+
 # Records dated D (deliveries, settled orders, lost leads) happen at D 00:00, the very end of
 # the window of the run before D's; they are imported during D or later. Every run looks this
 # far back, so a record imported by the end of the day after its date still becomes an event
@@ -82,6 +84,13 @@ class EventsResult:
     processed: int = 0
     effects: dict[str, int] = field(default_factory=dict)
     enrolment: EnrolResult = field(default_factory=EnrolResult)
+
+    def add(self, other: EventsResult) -> None:
+        """Add another batch's counts."""
+        self.processed += other.processed
+        for key, n in other.effects.items():
+            self.effects[key] = self.effects.get(key, 0) + n
+        self.enrolment.merge(other.enrolment)
 
 
 @dataclass
@@ -206,9 +215,14 @@ def process_events(
     profiles: duckdb.DuckDBPyConnection | None,
     until: dt.datetime,
     zone: ZoneInfo,
+    moved: AdvanceResult | None = None,
 ) -> EventsResult:
-    """Process every stored event not processed yet that happened before ``until``."""
+    """Process every stored event not processed yet that happened before ``until``.
+
+    The advances it makes on the way are added to ``moved`` when given.
+    """
     result = EventsResult()
+    moved = moved if moved is not None else AdvanceResult()
     with engine.connect() as conn:
         pending = _pending(conn, until)
     if pending.height == 0:
@@ -217,7 +231,7 @@ def process_events(
     # deadline passed before the call outcome arrived has already moved on.
     first = pending["occurred_at"].min()
     assert isinstance(first, dt.datetime)
-    advance(engine, catalog, first, zone, profiles)
+    moved.merge(advance(engine, catalog, first, zone, profiles))
     with engine.begin() as conn:
         effects = apply_events(conn, catalog, pending, zone)
         candidates = event_candidates(profiles, catalog, pending)
@@ -225,7 +239,7 @@ def process_events(
             conn, catalog, candidates, StoreLookups(conn, profiles, zone)
         )
         _mark_processed(conn, pending["id"])
-    _enrol_later(engine, catalog, profiles, later, until, zone, result.enrolment)
+    _enrol_later(engine, catalog, profiles, later, zone, result.enrolment, moved)
     result.processed = pending.height
     result.effects = effects.counts
     return result
@@ -236,18 +250,21 @@ def _enrol_later(
     catalog: Catalog,
     profiles: duckdb.DuckDBPyConnection | None,
     later: pl.DataFrame,
-    until: dt.datetime,
     zone: ZoneInfo,
     result: EnrolResult,
+    moved: AdvanceResult,
 ) -> None:
     """Enrol deferred occurrences (a customer's second of a batch) pass by pass.
 
-    Each pass first lets the journeys move up to ``until``, so a journey begun by the earlier
-    occurrence has ended (or not) before the later one is judged against it. Every pass takes
-    at least the earliest remaining occurrence per customer and playbook, so the passes end.
+    Each pass first lets the journeys move up to the moment of the occurrences it decides, so
+    a journey begun by an earlier occurrence has ended (or not) when the later one is judged
+    against it. Every pass takes at least the earliest remaining occurrence per customer and
+    playbook, so the passes end.
     """
     while later.height:
-        advance(engine, catalog, until, zone, profiles)
+        moment = later["at"].max()
+        assert isinstance(moment, dt.datetime)
+        moved.merge(advance(engine, catalog, moment + _INSTANT, zone, profiles))
         with engine.begin() as conn:
             done, later = enrol(conn, catalog, later, StoreLookups(conn, profiles, zone))
         result.merge(done)
@@ -292,8 +309,8 @@ def _daily_enrolment(
     catalog: Catalog,
     profiles: duckdb.DuckDBPyConnection | None,
     day: dt.date,
-    until: dt.datetime,
     zone: ZoneInfo,
+    moved: AdvanceResult,
 ) -> EnrolResult:
     with engine.begin() as conn:
         candidates = pl.concat(
@@ -305,7 +322,7 @@ def _daily_enrolment(
             how="vertical_relaxed",
         )
         result, later = enrol(conn, catalog, candidates, StoreLookups(conn, profiles, zone))
-    _enrol_later(engine, catalog, profiles, later, until, zone, result)
+    _enrol_later(engine, catalog, profiles, later, zone, result, moved)
     return result
 
 
@@ -336,16 +353,24 @@ def run_day(
             since = _last_until(conn) or enrol_time(day, zone)
         note("events")
         result.events_derived = _derive_events(engine, since - _LATE_RECORDS, end, zone)
+        start = enrol_time(day, zone)
+        moved = result.advance
         with open_profiles(snapshot_path(settings)) as profiles:
-            result.events = process_events(engine, catalog, profiles, end, zone)
+            # What happened before the day (late records, events of the night) and every wait
+            # that ran out before it come first: the day starts from that state, so a rerun
+            # of the day decides exactly as the first run did.
+            result.events = process_events(engine, catalog, profiles, start, zone, moved)
+            moved.merge(advance(engine, catalog, start, zone, profiles))
+            # The day's events, in their order (a resolution at 09:00 resumes at 09:00).
+            result.events.add(process_events(engine, catalog, profiles, end, zone, moved))
             laps.lap("events")
             note("enrolment")
             with engine.begin() as conn:
-                result.checks = daily_checks(conn, catalog, profiles, enrol_time(day, zone)).counts
-            result.enrolment = _daily_enrolment(engine, catalog, profiles, day, end, zone)
+                result.checks = daily_checks(conn, catalog, profiles, start).counts
+            result.enrolment = _daily_enrolment(engine, catalog, profiles, day, zone, moved)
             laps.lap("enrolment")
             note("advance")
-            result.advance = advance(engine, catalog, end, zone, profiles)
+            moved.merge(advance(engine, catalog, end, zone, profiles))
             laps.lap("advance")
     except BaseException as exc:
         _finish_run(engine, run_id, {}, f"{type(exc).__name__}: {exc}")
@@ -374,9 +399,10 @@ def react(
         catalog = load_catalog(conn, settings)
     run_id = _start_run(engine, "events", None, now)
     try:
+        moved = AdvanceResult()
         with open_profiles(snapshot_path(settings)) as profiles:
-            done = process_events(engine, catalog, profiles, now, zone)
-            moved = advance(engine, catalog, now, zone, profiles)
+            done = process_events(engine, catalog, profiles, now, zone, moved)
+            moved.merge(advance(engine, catalog, now, zone, profiles))
     except BaseException as exc:
         _finish_run(engine, run_id, {}, f"{type(exc).__name__}: {exc}")
         raise
