@@ -94,10 +94,12 @@ def _eligible(settings: Settings, book: Playbook) -> np.ndarray:
     check, which would measure the bench, not a steady store).
     """
     trigger = book.triggers[0]
+    # A lost customer is never enrolled where the playbook exits on lost.
+    alive = " AND p.lifecycle_stage <> 'lost'" if "lost" in book.exit_on else ""
     if isinstance(trigger, SegmentTrigger):
         sql = (
             "SELECT p.customer_id, p.home_dealer_id FROM profiles p JOIN segment_members s "
-            f"ON s.customer_id = p.customer_id WHERE s.segment = '{trigger.segment}'"
+            f"ON s.customer_id = p.customer_id WHERE s.segment = '{trigger.segment}'{alive}"
         )
     elif book.name == "lost_lead_reactivation":
         sql = "SELECT customer_id, home_dealer_id FROM profiles WHERE lead_status = 'lost'"

@@ -22,13 +22,18 @@ import datetime as dt
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-import duckdb
 import polars as pl
 from sqlalchemy import Connection
 
-from baoke.ingest.store_io import allocate_ids, bulk_insert, bulk_update, fetch_by_keys
+from baoke.ingest.store_io import (
+    allocate_ids,
+    bulk_insert,
+    bulk_update,
+    fetch_by_keys,
+    query_frame,
+)
 from baoke.journeys.catalog import Catalog
-from baoke.journeys.engine import JOURNEY_COLUMNS, load_journeys, persist
+from baoke.journeys.engine import JOURNEY_COLUMNS, journey_schema, persist
 from baoke.journeys.steps import UTC, Moves, offset
 from baoke.journeys.vocabulary import GOAL_OF_EVENT, MESSAGE_CHANNELS, UNSUBSCRIBE_KEYWORDS
 from baoke.playbooks.definitions import FallbackStep, Playbook, SegmentTrigger
@@ -500,46 +505,75 @@ def apply_events(
 # --------------------------------------------------------------------------------------------
 
 
-def daily_checks(
-    conn: Connection,
-    catalog: Catalog,
-    profiles: duckdb.DuckDBPyConnection | None,
-    at: dt.datetime,
-) -> EffectResult:
-    """Lost customers and segment leavers exit; closed complaints resume paused journeys."""
-    journeys = load_journeys(conn, "status IN ('active', 'paused')", [])
-    if profiles is None or journeys.height == 0:
-        return EffectResult()
+def daily_checks(conn: Connection, catalog: Catalog, at: dt.datetime) -> EffectResult:
+    """Lost customers and segment leavers exit; closed complaints resume paused journeys.
+
+    Each check asks the store for the journeys it concerns (the stored profiles and segment
+    memberships are today's after the refresh), so the work follows what changed, not the
+    number of journeys under way.
+    """
+    lost = _journeys_where(
+        conn,
+        "JOIN customer_profiles p ON p.customer_id = j.customer_id "
+        "WHERE j.status IN ('active', 'paused') AND p.lifecycle_stage = ?",
+        ["lost"],
+    )
+    left = _segment_leavers(conn, catalog)
+    paused = _journeys_where(
+        conn,
+        "JOIN customer_profiles p ON p.customer_id = j.customer_id "
+        "WHERE j.status = 'paused' AND j.end_reason = ? AND p.open_complaint = ?",
+        ["paused:complaint_opened", False],
+    )
+    journeys = pl.concat([lost, left.drop("segment"), paused]).unique("id", maintain_order=True)
     changes = _Changes(journeys, catalog)
-    people = pl.DataFrame({"customer_id": journeys["customer_id"].unique()})
-    profiles.register("_people", people.to_arrow())
-    try:
-        facts: pl.DataFrame = profiles.sql(
-            "SELECT p.customer_id, p.lifecycle_stage, p.open_complaint FROM profiles p "
-            "SEMI JOIN _people x ON p.customer_id = x.customer_id"
-        ).pl()
-        members: pl.DataFrame = profiles.sql(
-            "SELECT s.segment, s.customer_id FROM segment_members s "
-            "SEMI JOIN _people x ON s.customer_id = x.customer_id"
-        ).pl()
-    finally:
-        profiles.unregister("_people")
-    facts = facts.with_columns(
-        pl.col("customer_id").cast(pl.Int64), pl.lit(at).cast(UTC).alias("at")
+    moment = pl.lit(at).cast(UTC).alias("at")
+    changes.exit_or_pause(
+        lost.select("customer_id", moment, pl.lit("lifecycle lost").alias("why")).unique(), "lost"
     )
-    lost = facts.filter(pl.col("lifecycle_stage") == "lost").select(
-        "customer_id", "at", pl.lit("lifecycle lost").alias("why")
-    )
-    changes.exit_or_pause(lost, "lost")
-    _left_segment(changes, members.with_columns(pl.col("customer_id").cast(pl.Int64)), at)
-    closed = facts.filter(~pl.col("open_complaint").fill_null(False)).select(
-        "customer_id", "at", pl.lit("no open complaint").alias("why")
-    )
-    paused = journeys.filter(pl.col("end_reason") == "paused:complaint_opened")
+    _left_segment(changes, left, at)
+    closed = paused.select("customer_id", moment, pl.lit("no open complaint").alias("why"))
     closed = closed.join(_open_by_events(conn, paused["customer_id"]), on="customer_id", how="anti")
-    changes.resume(closed, "complaint_opened")
+    changes.resume(closed.unique(), "complaint_opened")
     persist(conn, changes.moves)
     return changes.result
+
+
+def _journeys_where(conn: Connection, tail: str, params: list[object]) -> pl.DataFrame:
+    """Journeys (``j``) selected by a join/where ``tail``, with the journey columns."""
+    columns = ", ".join(f"j.{c}" for c in JOURNEY_COLUMNS)
+    return query_frame(conn, f"SELECT {columns} FROM journeys j {tail}", params, journey_schema())
+
+
+def _segment_leavers(conn: Connection, catalog: Catalog) -> pl.DataFrame:
+    """Open journeys enrolled by a segment their customer is no longer in, for playbooks
+    that exit on ``left_segment`` (with a ``segment`` column)."""
+    combos = query_frame(
+        conn,
+        "SELECT DISTINCT playbook, version, trigger FROM journeys "
+        "WHERE status IN ('active', 'paused')",
+        [],
+        {"playbook": pl.String(), "version": pl.String(), "trigger": pl.String()},
+    )
+    parts = []
+    for name, version, trigger in combos.iter_rows():
+        book = catalog.get(str(name), str(version))
+        if "left_segment" not in book.exit_on:
+            continue
+        for trig in book.triggers:
+            if isinstance(trig, SegmentTrigger) and trig.id == trigger:
+                found = _journeys_where(
+                    conn,
+                    "WHERE j.status IN ('active', 'paused') AND j.playbook = ? AND j.version = ? "
+                    "AND j.trigger = ? AND NOT EXISTS (SELECT 1 FROM segment_memberships s "
+                    "WHERE s.segment = ? AND s.customer_id = j.customer_id "
+                    "AND s.exited_on IS NULL)",
+                    [name, version, trigger, trig.segment],
+                )
+                parts.append(found.with_columns(pl.lit(trig.segment).alias("segment")))
+    if not parts:
+        return pl.DataFrame(schema={**journey_schema(), "segment": pl.String()})
+    return pl.concat(parts)
 
 
 def _open_by_events(conn: Connection, customers: pl.Series) -> pl.DataFrame:
@@ -570,32 +604,8 @@ def _open_by_events(conn: Connection, customers: pl.Series) -> pl.DataFrame:
     )
 
 
-def _left_segment(changes: _Changes, members: pl.DataFrame, at: dt.datetime) -> None:
-    """Segment-triggered journeys of playbooks exiting on left_segment, whose customer left."""
-    rows = []
-    for name, version, trigger in (
-        changes.journeys.select("playbook", "version", "trigger").unique().iter_rows()
-    ):
-        book = changes.catalog.get(str(name), str(version))
-        if "left_segment" not in book.exit_on:
-            continue
-        for trig in book.triggers:
-            if isinstance(trig, SegmentTrigger) and trig.id == trigger:
-                rows.append((name, version, trigger, trig.segment))
-    if not rows:
-        return
-    segs = pl.DataFrame(
-        rows,
-        schema={
-            "playbook": pl.String(),
-            "version": pl.String(),
-            "trigger": pl.String(),
-            "segment": pl.String(),
-        },
-        orient="row",
-    )
-    mine = changes.journeys.join(segs, on=["playbook", "version", "trigger"])
-    gone = mine.join(members, on=["segment", "customer_id"], how="anti")
+def _left_segment(changes: _Changes, gone: pl.DataFrame, at: dt.datetime) -> None:
+    """End the journeys in ``gone`` (segment-enrolled, the customer left the segment)."""
     hits = gone.select(
         "customer_id",
         pl.lit(at).cast(UTC).alias("at"),

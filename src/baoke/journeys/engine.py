@@ -43,6 +43,7 @@ __all__ = [
     "AdvanceResult",
     "StoreLookups",
     "advance",
+    "journey_schema",
     "load_journeys",
     "open_profiles",
     "persist",
@@ -97,11 +98,15 @@ class AdvanceResult:
 # --------------------------------------------------------------------------------------------
 
 
+def journey_schema() -> dict[str, pl.DataType]:
+    """The dtypes of :data:`JOURNEY_COLUMNS`, in that order."""
+    return {name: JOURNEY_SCHEMA.get(name, pl.Int64()) for name in JOURNEY_COLUMNS}
+
+
 def load_journeys(conn: Connection, where: str, params: list[object]) -> pl.DataFrame:
     """Journeys matching ``where`` (SQL over the ``journeys`` table, ``?`` placeholders)."""
     sql = f"SELECT {', '.join(JOURNEY_COLUMNS)} FROM journeys WHERE {where}"
-    schema = {name: JOURNEY_SCHEMA.get(name, pl.Int64()) for name in JOURNEY_COLUMNS}
-    return query_frame(conn, sql, params, schema)
+    return query_frame(conn, sql, params, journey_schema())
 
 
 def _due(conn: Connection, until: dt.datetime) -> pl.DataFrame:

@@ -366,7 +366,7 @@ def run_day(
             laps.lap("events")
             note("enrolment")
             with engine.begin() as conn:
-                result.checks = daily_checks(conn, catalog, profiles, start).counts
+                result.checks = daily_checks(conn, catalog, start).counts
             result.enrolment = _daily_enrolment(engine, catalog, profiles, day, zone, moved)
             laps.lap("enrolment")
             note("advance")
