@@ -44,6 +44,7 @@ __all__ = ["EffectResult", "apply_events", "daily_checks", "open_journeys"]
 
 _STATUS_RANK = {"sent": 1, "failed": 2, "delivered": 2, "opened": 3, "clicked": 4, "replied": 5}
 _OUTCOME_EVENTS = ("reply_keyword", "touch_status", "call_outcome")
+_LOOK_BACK = dt.timedelta(days=7)
 _HIT_SCHEMA = {"customer_id": pl.Int64(), "at": UTC, "why": pl.String()}
 
 
@@ -512,13 +513,16 @@ def daily_checks(conn: Connection, catalog: Catalog, at: dt.datetime) -> EffectR
     memberships are today's after the refresh), so the work follows what changed, not the
     number of journeys under way.
     """
+    # Only what changed lately can need a decision: a customer lost for months left their
+    # journeys then, and a lost customer is not enrolled. A week covers missed runs.
+    since = (at - _LOOK_BACK).date()
     lost = _journeys_where(
         conn,
         "JOIN customer_profiles p ON p.customer_id = j.customer_id "
-        "WHERE j.status IN ('active', 'paused') AND p.lifecycle_stage = ?",
-        ["lost"],
+        "WHERE p.as_of >= ? AND p.lifecycle_stage = ? AND j.status IN ('active', 'paused')",
+        [since, "lost"],
     )
-    left = _segment_leavers(conn, catalog)
+    left = _segment_leavers(conn, catalog, since)
     paused = _journeys_where(
         conn,
         "JOIN customer_profiles p ON p.customer_id = j.customer_id "
@@ -545,35 +549,39 @@ def _journeys_where(conn: Connection, tail: str, params: list[object]) -> pl.Dat
     return query_frame(conn, f"SELECT {columns} FROM journeys j {tail}", params, journey_schema())
 
 
-def _segment_leavers(conn: Connection, catalog: Catalog) -> pl.DataFrame:
-    """Open journeys enrolled by a segment their customer is no longer in, for playbooks
-    that exit on ``left_segment`` (with a ``segment`` column)."""
-    combos = query_frame(
-        conn,
-        "SELECT DISTINCT playbook, version, trigger FROM journeys "
-        "WHERE status IN ('active', 'paused')",
-        [],
-        {"playbook": pl.String(), "version": pl.String(), "trigger": pl.String()},
+def _segment_leavers(conn: Connection, catalog: Catalog, since: dt.date) -> pl.DataFrame:
+    """Open journeys enrolled by a segment their customer left since ``since`` and is not back
+    in, for playbooks that exit on ``left_segment`` (with a ``segment`` column)."""
+    wanted = sorted(
+        {
+            (book.name, book.version, trig.id, trig.segment)
+            for book in _all_versions(catalog)
+            if "left_segment" in book.exit_on
+            for trig in book.triggers
+            if isinstance(trig, SegmentTrigger)
+        }
     )
     parts = []
-    for name, version, trigger in combos.iter_rows():
-        book = catalog.get(str(name), str(version))
-        if "left_segment" not in book.exit_on:
-            continue
-        for trig in book.triggers:
-            if isinstance(trig, SegmentTrigger) and trig.id == trigger:
-                found = _journeys_where(
-                    conn,
-                    "WHERE j.status IN ('active', 'paused') AND j.playbook = ? AND j.version = ? "
-                    "AND j.trigger = ? AND NOT EXISTS (SELECT 1 FROM segment_memberships s "
-                    "WHERE s.segment = ? AND s.customer_id = j.customer_id "
-                    "AND s.exited_on IS NULL)",
-                    [name, version, trigger, trig.segment],
-                )
-                parts.append(found.with_columns(pl.lit(trig.segment).alias("segment")))
+    for name, version, trigger, segment in wanted:
+        found = _journeys_where(
+            conn,
+            "JOIN (SELECT DISTINCT customer_id FROM segment_memberships "
+            "WHERE exited_on >= ? AND segment = ?) s ON s.customer_id = j.customer_id "
+            "WHERE j.playbook = ? AND j.version = ? AND j.trigger = ? "
+            "AND j.status IN ('active', 'paused') AND NOT EXISTS (SELECT 1 FROM "
+            "segment_memberships o WHERE o.segment = ? AND o.customer_id = j.customer_id "
+            "AND o.exited_on IS NULL)",
+            [since, segment, name, version, trigger, segment],
+        )
+        parts.append(found.with_columns(pl.lit(segment).alias("segment")))
     if not parts:
         return pl.DataFrame(schema={**journey_schema(), "segment": pl.String()})
     return pl.concat(parts)
+
+
+def _all_versions(catalog: Catalog) -> list[Playbook]:
+    """Every stored version of every playbook (journeys run on the version they began)."""
+    return [catalog.get(name, version) for name, version in sorted(catalog.texts)]
 
 
 def _open_by_events(conn: Connection, customers: pl.Series) -> pl.DataFrame:

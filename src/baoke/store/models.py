@@ -470,6 +470,12 @@ class SegmentMembership(Base):
     exited_on: Mapped[dt.date | None] = mapped_column(Date)
 
 
+# The journeys' daily questions: who entered or left a segment on a day, whose profile
+# changed lately (a customer who became lost). Small per day, so indexed, not scanned.
+Index("ix_segment_memberships_entered_on", SegmentMembership.entered_on)
+Index("ix_segment_memberships_exited_on", SegmentMembership.exited_on)
+Index("ix_customer_profiles_as_of", CustomerProfile.as_of)
+
 # At most one open stay per customer and segment: a refresh that is replayed after a crash
 # cannot open a second one. The exit update finds the open stay through it too.
 Index(
