@@ -44,7 +44,6 @@ __all__ = ["EffectResult", "apply_events", "daily_checks", "open_journeys"]
 
 _STATUS_RANK = {"sent": 1, "failed": 2, "delivered": 2, "opened": 3, "clicked": 4, "replied": 5}
 _OUTCOME_EVENTS = ("reply_keyword", "touch_status", "call_outcome")
-_LOOK_BACK = dt.timedelta(days=7)
 _HIT_SCHEMA = {"customer_id": pl.Int64(), "at": UTC, "why": pl.String()}
 
 
@@ -506,20 +505,23 @@ def apply_events(
 # --------------------------------------------------------------------------------------------
 
 
-def daily_checks(conn: Connection, catalog: Catalog, at: dt.datetime) -> EffectResult:
+def daily_checks(
+    conn: Connection, catalog: Catalog, at: dt.datetime, since: dt.date
+) -> EffectResult:
     """Lost customers and segment leavers exit; closed complaints resume paused journeys.
 
-    Each check asks the store for the journeys it concerns (the stored profiles and segment
-    memberships are today's after the refresh), so the work follows what changed, not the
-    number of journeys under way.
+    Only what changed on or after ``since`` (the day after the last run) can need a decision:
+    a customer lost for months left their journeys then, and a lost customer is not enrolled.
+    Each check asks the store for just those journeys (the stored profiles and memberships
+    are today's after the refresh), so the work follows the day's changes, not the number of
+    journeys under way.
     """
-    # Only what changed lately can need a decision: a customer lost for months left their
-    # journeys then, and a lost customer is not enrolled. A week covers missed runs.
-    since = (at - _LOOK_BACK).date()
+    # ``status || ''`` keeps SQLite from walking every open journey by the status index
+    # when the day's few changed profiles are the better way in.
     lost = _journeys_where(
         conn,
         "JOIN customer_profiles p ON p.customer_id = j.customer_id "
-        "WHERE p.as_of >= ? AND p.lifecycle_stage = ? AND j.status IN ('active', 'paused')",
+        "WHERE p.as_of >= ? AND p.lifecycle_stage = ? AND j.status || '' IN ('active', 'paused')",
         [since, "lost"],
     )
     left = _segment_leavers(conn, catalog, since)
@@ -565,10 +567,10 @@ def _segment_leavers(conn: Connection, catalog: Catalog, since: dt.date) -> pl.D
     for name, version, trigger, segment in wanted:
         found = _journeys_where(
             conn,
-            "JOIN (SELECT DISTINCT customer_id FROM segment_memberships "
-            "WHERE exited_on >= ? AND segment = ?) s ON s.customer_id = j.customer_id "
-            "WHERE j.playbook = ? AND j.version = ? AND j.trigger = ? "
-            "AND j.status IN ('active', 'paused') AND NOT EXISTS (SELECT 1 FROM "
+            "WHERE j.customer_id IN (SELECT customer_id FROM segment_memberships "
+            "WHERE exited_on >= ? AND segment = ?) "
+            "AND j.playbook = ? AND j.version = ? AND j.trigger = ? "
+            "AND j.status || '' IN ('active', 'paused') AND NOT EXISTS (SELECT 1 FROM "
             "segment_memberships o WHERE o.segment = ? AND o.customer_id = j.customer_id "
             "AND o.exited_on IS NULL)",
             [since, segment, name, version, trigger, segment],

@@ -350,7 +350,10 @@ def run_day(
             laps.lap("profiles")
         with engine.begin() as conn:
             catalog = load_catalog(conn, settings)
-            since = _last_until(conn) or enrol_time(day, zone)
+            last = _last_until(conn)
+            since = last or enrol_time(day, zone)
+        # The daily checks look at what changed since the last run (today, normally).
+        changed_since = min(day, last.astimezone(zone).date()) if last else day
         note("events")
         result.events_derived = _derive_events(engine, since - _LATE_RECORDS, end, zone)
         start = enrol_time(day, zone)
@@ -366,7 +369,7 @@ def run_day(
             laps.lap("events")
             note("enrolment")
             with engine.begin() as conn:
-                result.checks = daily_checks(conn, catalog, start).counts
+                result.checks = daily_checks(conn, catalog, start, changed_since).counts
             result.enrolment = _daily_enrolment(engine, catalog, profiles, day, zone, moved)
             laps.lap("enrolment")
             note("advance")

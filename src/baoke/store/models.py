@@ -470,6 +470,14 @@ class SegmentMembership(Base):
     exited_on: Mapped[dt.date | None] = mapped_column(Date)
 
 
+# The daily run turns the records of the last days into events: it finds them by these dates
+# (a full scan of a million vehicles or consents every day would be the slowest part of it).
+Index("ix_vehicles_delivery_date", Vehicle.delivery_date)
+Index("ix_leads_lost_on", Lead.lost_on)
+Index("ix_consents_withdrawn_at", Consent.withdrawn_at)
+Index("ix_wecom_relations_added_at", WecomRelation.added_at)
+Index("ix_wecom_relations_deleted_at", WecomRelation.deleted_at)
+
 # The journeys' daily questions: who entered or left a segment on a day, whose profile
 # changed lately (a customer who became lost). Small per day, so indexed, not scanned.
 Index("ix_segment_memberships_entered_on", SegmentMembership.entered_on)

@@ -15,8 +15,20 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+# Record dates the daily run looks up to derive events (vehicles delivered on a day …).
+_RECORD_DATES = (
+    ("vehicles", "delivery_date"),
+    ("leads", "lost_on"),
+    ("consents", "withdrawn_at"),
+    ("wecom_relations", "added_at"),
+    ("wecom_relations", "deleted_at"),
+)
+
 
 def upgrade() -> None:
+    for table, column in _RECORD_DATES:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.create_index(f"ix_{table}_{column}", [column], unique=False)
     with op.batch_alter_table("segment_memberships", schema=None) as batch_op:
         batch_op.create_index("ix_segment_memberships_entered_on", ["entered_on"], unique=False)
         batch_op.create_index("ix_segment_memberships_exited_on", ["exited_on"], unique=False)
@@ -180,6 +192,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table, column in _RECORD_DATES:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_index(f"ix_{table}_{column}")
     with op.batch_alter_table("customer_profiles", schema=None) as batch_op:
         batch_op.drop_index("ix_customer_profiles_as_of")
     with op.batch_alter_table("segment_memberships", schema=None) as batch_op:
