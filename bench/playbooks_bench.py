@@ -7,8 +7,9 @@ The synthetic group (``--scale`` customers) is generated, imported and profiled 
 ``bench/out/`` and reused afterwards (``--fresh`` starts over). Each measurement then:
 
 1. clears the journey tables and places ``--journeys`` journeys on the built-in playbooks,
-   spread over their steps, with their next look spread over a week around the bench day
-   (about two sevenths are due, as in a store where weekly cadences dominate);
+   on customers each could belong to, spread over their steps, with their next look spread
+   over the next three and a half days (two sevenths are due on the day: twice the share of
+   a store where weekly cadences dominate);
 2. runs ``baoke run --date D --skip-profiles`` in a child process (wall time, peak memory and
    the run's own phase timings): events, daily checks, enrolment from the day's segment
    entries, record dates and festivals, and the advance;
@@ -147,7 +148,9 @@ def place_journeys(engine: Engine, settings: Settings, day: dt.date, count: int,
                     "trigger_ref": "bench",
                     "step": np.array(steps)[rng.integers(0, len(steps), n)],
                     "since_h": rng.integers(24, 24 * 30, n),
-                    "wake_h": rng.uniform(-24, 24 * 6, n),
+                    # Next looks spread over the coming 3.5 days: two sevenths fall on the
+                    # day (twice a weekly rhythm's share), none overdue (yesterday's run ran).
+                    "wake_h": rng.uniform(0, 24 * 3.5, n),
                 }
             )
         )

@@ -18,8 +18,9 @@ from baoke.store import models as m
 
 D = dt.date(2026, 11, 2)
 
-# The child runs the real daily run, but the second wave that makes touches kills the process
-# with SIGKILL right after inserting them, before the wave commits: the harshest moment.
+# The child runs the real daily run, writing its waves a few decisions at a time, and the
+# second write of touches kills the process with SIGKILL right after inserting them, before
+# it commits: the harshest moment.
 CHILD = textwrap.dedent(
     """
     import datetime as dt, os, signal, sys
@@ -39,6 +40,8 @@ CHILD = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
 
     engine.bulk_insert = dying_insert
+    # Write every few decisions, so that part of the advance is committed before the kill.
+    engine._FLUSH_DECISIONS = 3
     settings = Settings(data_dir=sys.argv[1], database_url=sys.argv[2])
     run_day(settings, make_engine(settings.url), dt.date.fromisoformat(sys.argv[3]))
     """

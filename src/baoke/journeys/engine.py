@@ -5,10 +5,12 @@ A wave takes every active journey whose ``wake_at`` is before ``until``, groups 
 journey that did not have to wait (a send, a branch) is due again at the same moment and moves
 on in the next wave; the playbook parser refuses loops without a wait, so the waves end.
 
-Each wave is one transaction: the new journey states, their decisions and the candidate
-touches and tasks are committed together. A run killed between waves continues from the last
-committed wave; a killed wave leaves nothing. Touch and task keys (``j<id>:<seq>``) are
-unique, so a second evaluation of the same journey state cannot produce a second touch.
+The waves of an advance are written together, in one transaction (or one per few hundred
+thousand decisions): the new journey states, their decisions and the candidate touches and
+tasks are committed at once, each journey's state once however many steps it took. A killed
+advance leaves the store as it was before it, and running it again decides the same. Touch
+and task keys (``j<id>:<seq>``) are unique, so a second evaluation of the same journey state
+cannot produce a second touch.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ _STATE_COLUMNS = [
 ]
 # A runaway guard only: the parser already refuses loops without a wait.
 _MAX_WAVES = 1000
+# An advance writes its waves together, up to this many decisions at a time (memory bound).
+_FLUSH_DECISIONS = 400_000
+_UNWRITTEN = 1 << 60
 _DELIVERED = ("delivered", "opened", "clicked", "replied")
 _NOT_DELIVERED = ("failed", "suppressed", "dropped", "cancelled", "expired")
 _CONNECTED = ("connected", "booked", "refused")
@@ -132,11 +137,18 @@ class StoreLookups:
     """Profile conditions from the snapshot, step outcomes from the store."""
 
     def __init__(
-        self, conn: Connection, profiles: duckdb.DuckDBPyConnection | None, zone: ZoneInfo
+        self,
+        conn: Connection,
+        profiles: duckdb.DuckDBPyConnection | None,
+        zone: ZoneInfo,
+        pending: Moves | None = None,
     ) -> None:
         self.conn = conn
         self.profiles = profiles
         self.zone = zone
+        # Touches and tasks made by this advance and not written yet: outcomes look at them
+        # too, so an advance may write several waves at once and still decide the same.
+        self.pending = pending or Moves()
         self._sql: dict[Condition, str] = {}
 
     def holds(self, cond: Condition, customer_ids: pl.Series) -> pl.Series:
@@ -169,13 +181,19 @@ class StoreLookups:
         self, record: type[m.Base], journeys: pl.DataFrame, step: str, columns: list[str]
     ) -> pl.DataFrame:
         """The rows ``step`` made for these journeys (chunked lookups: any number of ids)."""
+        keys = journeys.select(pl.col("id").alias("journey_id"))
         rows = fetch_by_keys(
-            self.conn,
-            table(record),
-            ["journey_id"],
-            journeys.select(pl.col("id").alias("journey_id")),
-            ["id", "step", *columns],
+            self.conn, table(record), ["journey_id"], keys, ["id", "step", *columns]
         )
+        unwritten = self.pending.touches if record is m.Touch else self.pending.tasks
+        if unwritten:
+            fresh = pl.concat(unwritten, how="diagonal_relaxed").join(keys, on="journey_id")
+            # Not written yet, so no id: numbered after every stored row, in order of making.
+            fresh = fresh.with_columns(
+                (pl.int_range(pl.len(), dtype=pl.Int64) + _UNWRITTEN).alias("id"),
+                *(pl.lit(None, rows.schema[c]).alias(c) for c in columns if c not in fresh.columns),
+            ).select(rows.columns)
+            rows = pl.concat([rows, fresh.cast(rows.schema)])
         return rows.filter(pl.col("step") == step).drop("step")
 
     def _touch_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
@@ -324,27 +342,52 @@ def advance(
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> AdvanceResult:
-    """Move every active journey due before ``until`` until it waits or ends."""
+    """Move every active journey due before ``until`` until it waits or ends.
+
+    Waves are computed in memory and written together (one transaction, or one per
+    ``_FLUSH_DECISIONS`` decisions): each journey's state is written once however many steps it
+    took, and a crash leaves the store as it was before the batch, to be advanced again.
+    """
     result = AdvanceResult()
     started = time.perf_counter()
     with engine.connect() as conn:
         due = _due(conn, until)
+    batch = Moves()
     while due.height:
         if result.waves >= _MAX_WAVES:
             raise RuntimeError("journeys did not settle: a playbook loops without waiting")
-        with engine.begin() as conn:
-            moves = _wave(due, catalog, StoreLookups(conn, profiles, zone), zone)
-            states, touches, tasks = persist(conn, moves)
-        result.waves += 1
-        result.evaluations += due.height
-        result.touches += touches
-        result.tasks += tasks
-        result.completed += states.filter(pl.col("status") != "active").height
-        for part in moves.decisions:
-            for action, n in part["action"].value_counts().iter_rows():
-                result.by_action[action] = result.by_action.get(action, 0) + n
+        with engine.connect() as conn:
+            moves = _wave(due, catalog, StoreLookups(conn, profiles, zone, batch), zone)
+        states = _frames(moves.journeys)
+        states = states if states is not None else pl.DataFrame(schema=JOURNEY_SCHEMA)
+        _count(result, due, states, moves)
+        batch.add(moves)
         if progress is not None:
             progress(result.waves, due.height)
         due = states.filter((pl.col("status") == "active") & (pl.col("wake_at") < until))
+        if due.height == 0 or sum(d.height for d in batch.decisions) >= _FLUSH_DECISIONS:
+            with engine.begin() as conn:
+                persist(conn, _last_states(batch))
+            batch = Moves()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _last_states(batch: Moves) -> Moves:
+    """The batch with one row per journey: its last state (waves are in order)."""
+    states = _frames(batch.journeys)
+    if states is None:
+        return batch
+    final = states.unique("id", keep="last", maintain_order=True)
+    return Moves([final], batch.decisions, batch.touches, batch.tasks)
+
+
+def _count(result: AdvanceResult, due: pl.DataFrame, states: pl.DataFrame, moves: Moves) -> None:
+    result.waves += 1
+    result.evaluations += due.height
+    result.touches += sum(t.height for t in moves.touches)
+    result.tasks += sum(t.height for t in moves.tasks)
+    result.completed += states.filter(pl.col("status") != "active").height
+    for part in moves.decisions:
+        for action, n in part["action"].value_counts().iter_rows():
+            result.by_action[action] = result.by_action.get(action, 0) + n
