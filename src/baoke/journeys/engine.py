@@ -290,6 +290,8 @@ def persist(conn: Connection, moves: Moves) -> tuple[pl.DataFrame, int, int]:
         written[column] = 0 if frame is None else frame.height
         if frame is None:
             continue
+        # In key order: the unique key's index is then filled page by page, not at random.
+        frame = frame.sort("journey_id", "idempotency_key")
         frame = frame.with_columns(allocate_ids(conn, table(model), frame.height).alias("id"))
         bulk_insert(conn, table(model), frame)
         links.append(
@@ -305,11 +307,11 @@ def persist(conn: Connection, moves: Moves) -> tuple[pl.DataFrame, int, int]:
         for column in ("touch_id", "task_id"):
             if column not in decisions.columns:
                 decisions = decisions.with_columns(pl.lit(None, pl.Int64).alias(column))
-        decisions = decisions.with_columns(
+        decisions = decisions.sort("journey_id", "seq").with_columns(
             allocate_ids(conn, table(m.JourneyDecision), decisions.height).alias("id")
         )
         bulk_insert(conn, table(m.JourneyDecision), decisions)
-    bulk_update(conn, table(m.Journey), journeys.select(_STATE_COLUMNS))
+    bulk_update(conn, table(m.Journey), journeys.select(_STATE_COLUMNS).sort("id"))
     return journeys, written["touch_id"], written["task_id"]
 
 
