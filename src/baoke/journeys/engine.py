@@ -290,17 +290,13 @@ def persist(conn: Connection, moves: Moves) -> tuple[pl.DataFrame, int, int]:
         written[column] = 0 if frame is None else frame.height
         if frame is None:
             continue
-        # In key order: the unique key's index is then filled page by page, not at random.
-        frame = frame.sort("journey_id", "idempotency_key")
+        seq = pl.col("idempotency_key").str.split(":").list.get(1).cast(pl.Int64)
+        # In (journey, seq) order: the indexes fill page by page rather than at random, and
+        # ids follow each journey's order of making.
+        frame = frame.sort(pl.col("journey_id"), seq)
         frame = frame.with_columns(allocate_ids(conn, table(model), frame.height).alias("id"))
         bulk_insert(conn, table(model), frame)
-        links.append(
-            frame.select(
-                "journey_id",
-                pl.col("idempotency_key").str.split(":").list.get(1).cast(pl.Int64).alias("seq"),
-                pl.col("id").alias(column),
-            )
-        )
+        links.append(frame.select("journey_id", seq.alias("seq"), pl.col("id").alias(column)))
     if decisions is not None:
         for link in links:
             decisions = decisions.join(link, on=["journey_id", "seq"], how="left")
