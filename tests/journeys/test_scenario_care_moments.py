@@ -1,9 +1,10 @@
 """Care moments on a fake clock: birthdays, purchase anniversaries, the Spring Festival.
 
-A birthday or a purchase anniversary enrols at 00:00 of the day and greets at once (WeCom,
-else SMS); a festival greeting waits for the morning window, 09:00-12:00. Only owners are
-greeted (the audience), and a customer greeted less than 7 days ago is left in peace (the
-cool-down). A car delivered on 29 February has its anniversary on 28 February in other years.
+Every greeting enrols at 00:00 of its day and waits for the morning window, 09:00-12:00,
+before it goes out (WeCom, else SMS): a birthday, a purchase anniversary, a festival. Only
+owners are greeted (the audience), and a customer greeted less than 7 days ago is left in
+peace (the cool-down). A car delivered on 29 February has its anniversary on 28 February
+in other years.
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ def test_birthdays_anniversaries_and_the_spring_festival(world: World) -> None:
     )
 
     world.run(feb(14))
-    assert world.touches(recent, BOOK) == [("birthday_wish", "wecom,sms", _at(feb(14)))]
+    assert world.touches(recent, BOOK) == [("birthday_wish", "wecom,sms", _at(feb(14), 9))]
     (journey,) = world.journeys(recent, BOOK)
     assert (journey["trigger"], journey["status"]) == ("birthday", "completed")
     assert [(a, s) for a, s, _ in world.decisions(journey["id"])] == [
         ("enrol", None),
+        ("wait", "morning"),
         ("branch", "route_birthday"),
         ("send", "birthday_wish"),
     ]
@@ -76,18 +78,16 @@ def test_birthdays_anniversaries_and_the_spring_festival(world: World) -> None:
         assert (journey["trigger"], journey["status"]) == ("spring_festival", "completed")
         decisions = world.decisions(journey["id"])
         assert decisions[0] == ("enrol", None, "春节 2026")
-        assert decisions[-2:] == [
-            (
-                "wait",
-                "festival_window",
-                f"wait until 09:00-12:00 local time (until {SPRING} 09:00)",
-            ),
-            (
-                "send",
-                "festival_greeting",
-                "candidate care message 'festival_greeting' on wecom > sms",
-            ),
-        ]
+        assert decisions[1] == (
+            "wait",
+            "morning",
+            f"wait until 09:00-12:00 local time (until {SPRING} 09:00)",
+        )
+        assert decisions[-1] == (
+            "send",
+            "festival_greeting",
+            "candidate care message 'festival_greeting' on wecom > sms",
+        )
     # Greeted three days ago: in the cool-down.
     assert len(world.journeys(recent, BOOK)) == 1
     assert len(world.touches(recent, BOOK)) == 1
@@ -100,12 +100,13 @@ def test_birthdays_anniversaries_and_the_spring_festival(world: World) -> None:
 
     # 28 February: a birthday, and the anniversary of a car delivered on 29 February.
     world.run(feb(28))
-    assert world.touches(later, BOOK)[1:] == [("birthday_wish", "wecom,sms", _at(feb(28)))]
-    assert world.touches(leap, BOOK)[1:] == [("anniversary", "wecom,sms", _at(feb(28)))]
+    assert world.touches(later, BOOK)[1:] == [("birthday_wish", "wecom,sms", _at(feb(28), 9))]
+    assert world.touches(leap, BOOK)[1:] == [("anniversary", "wecom,sms", _at(feb(28), 9))]
     journey = world.journeys(leap, BOOK)[-1]
     assert (journey["trigger"], journey["status"]) == ("purchase_anniversary", "completed")
     assert [(a, s) for a, s, _ in world.decisions(journey["id"])] == [
         ("enrol", None),
+        ("wait", "morning"),
         ("branch", "route_birthday"),
         ("branch", "route_anniversary"),
         ("send", "anniversary"),
