@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
 from tests.journeys.world import World
 
 from baoke.playbooks.festivals import festival_date
@@ -28,15 +27,6 @@ def _at(day: dt.date, hour: int = 0) -> dt.datetime:
 
 def feb(day: int) -> dt.date:
     return dt.date(2026, 2, day)
-
-
-def _counts(world: World) -> tuple[int, ...]:
-    """Rows of touches, tasks, journeys and decisions in the whole store."""
-    with world.engine.connect() as conn:
-        return tuple(
-            len(conn.execute(select(model.id)).all())
-            for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
-        )
 
 
 def test_birthdays_anniversaries_and_the_spring_festival(world: World) -> None:
@@ -94,9 +84,9 @@ def test_birthdays_anniversaries_and_the_spring_festival(world: World) -> None:
     assert world.journeys(prospect, BOOK) == []
 
     # The same day again creates nothing.
-    before = _counts(world)
+    before = world.counts()
     world.run(SPRING)
-    assert _counts(world) == before
+    assert world.counts() == before
 
     # 28 February: a birthday, and the anniversary of a car delivered on 29 February.
     world.run(feb(28))

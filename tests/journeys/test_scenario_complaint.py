@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
-from sqlalchemy import select, update
+from sqlalchemy import update
 from tests.journeys.world import World, local
 
 from baoke.journeys.enrol import stable_share
@@ -67,15 +67,6 @@ def _tasks(world: World, cid: int, book: str = BOOK) -> list[tuple[str, str, dt.
     return [(s, r, due) for s, r, due, _ in world.tasks(cid, book)]
 
 
-def _counts(world: World) -> tuple[int, ...]:
-    """Rows of touches, tasks, journeys and decisions in the whole store."""
-    with world.engine.connect() as conn:
-        return tuple(
-            len(conn.execute(select(model.id)).all())
-            for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
-        )
-
-
 def test_severe_complaint_pauses_winback_and_follows_up_after_resolution(world: World) -> None:
     cid = _at_risk(world)
     world.run(D)
@@ -116,9 +107,9 @@ def test_severe_complaint_pauses_winback_and_follows_up_after_resolution(world: 
     assert _tasks(world, cid, CHURN) == [("manager_call", "service_manager", _at(4, 15))]
 
     # The same day again creates nothing.
-    before = _counts(world)
+    before = world.counts()
     world.run(_day(4))
-    assert _counts(world) == before
+    assert world.counts() == before
 
     world.run(_day(33))  # catches up the week's and the month's waits
     assert world.touches(cid, BOOK) == [("care_gift", "wecom", _at(10, 10))]  # a week later
@@ -157,9 +148,9 @@ def test_sla_by_severity_from_events_and_records(world: World) -> None:
             "resolved_check",
         )
         assert world.touches(cid, BOOK) == []
-    before = _counts(world)
+    before = world.counts()
     world.run(D)
-    assert _counts(world) == before
+    assert world.counts() == before
 
 
 def test_td_reply_ends_winback_but_not_complaint_recovery(world: World) -> None:

@@ -84,14 +84,6 @@ def _tasks(world: World, cid: int) -> list[tuple[str, str, dt.datetime]]:
     return [(s, r, due) for s, r, due, _ in world.tasks(cid, BOOK)]
 
 
-def _counts(world: World) -> tuple[int, ...]:
-    with world.engine.connect() as conn:
-        return tuple(
-            len(conn.execute(select(model.id)).all())
-            for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
-        )
-
-
 def test_price_change_offer_then_reply_goes_to_sales(world: World) -> None:
     price = _prospect(world, "price")
     still_open = _prospect(world, None, status="open")  # same model, lead not lost
@@ -119,9 +111,9 @@ def test_price_change_offer_then_reply_goes_to_sales(world: World) -> None:
     assert (journey["status"], journey["end_reason"]) == ("completed", "end")
 
     world.run(_day(1))
-    before = _counts(world)
+    before = world.counts()
     world.run(_day(1))
-    assert _counts(world) == before
+    assert world.counts() == before
     assert len(world.touches(price, BOOK)) == 1
 
 
@@ -145,9 +137,9 @@ def test_stock_arrival_only_for_configuration_and_delivery_time(world: World) ->
         (journey,) = world.journeys(cid, BOOK)
         assert journey["status"] == "completed"
         assert world.tasks(cid, BOOK) == []
-    before = _counts(world)
+    before = world.counts()
     world.run(_day(3))
-    assert _counts(world) == before
+    assert world.counts() == before
 
     # A week later the model's price drops: the price-lost lead, who got nothing from the stock
     # arrival, hears about it now.
@@ -192,6 +184,6 @@ def test_unknown_reason_leads_get_light_care(world: World) -> None:
             select(m.Touch.priority).where(m.Touch.customer_id == unknown)
         ).scalar_one()
     assert priority == "care"
-    before = _counts(world)
+    before = world.counts()
     world.run(D)
-    assert _counts(world) == before
+    assert world.counts() == before

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
 from tests.journeys.world import World, local
 
 from baoke.store import models as m
@@ -58,15 +57,6 @@ def _tasks(world: World, cid: int, book: str) -> list[tuple[str, str, dt.datetim
     return [(s, r, due) for s, r, due, _ in world.tasks(cid, book)]
 
 
-def _counts(world: World) -> tuple[int, ...]:
-    """Rows of touches, tasks, journeys and decisions in the whole store."""
-    with world.engine.connect() as conn:
-        return tuple(
-            len(conn.execute(select(model.id)).all())
-            for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
-        )
-
-
 def _mid_cycle(start: int, end: int, hour: int = 0) -> list[tuple[str, str, dt.datetime]]:
     """The mid cadence's touches from day ``start`` (a wecom_a week) to day ``end``."""
     touches = []
@@ -106,9 +96,9 @@ def test_tier_cadences_due_reminders_tier_change_and_complaint_pause(world: Worl
         assert all(world.journeys(cid, book) == [] for book in others)
 
     # The same day again creates nothing.
-    before = _counts(world)
+    before = world.counts()
     world.run(E)
-    assert _counts(world) == before
+    assert world.counts() == before
 
     # A complaint at 14:00 on day 30 pauses the mid cadence of one customer, after its two
     # first fortnights; a daily run while it is open keeps it paused.

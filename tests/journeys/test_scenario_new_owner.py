@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
-from sqlalchemy import select
 from tests.journeys.world import ZONE, World, local
 
 from baoke.journeys.enrol import stable_share
@@ -60,15 +59,6 @@ def _tasks(world: World, cid: int) -> list[tuple[str, str, dt.datetime]]:
     return [(s, r, due) for s, r, due, _ in world.tasks(cid, BOOK)]
 
 
-def _counts(world: World) -> tuple[int, ...]:
-    """Rows of touches, tasks, journeys and decisions in the whole store."""
-    with world.engine.connect() as conn:
-        return tuple(
-            len(conn.execute(select(model.id)).all())
-            for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
-        )
-
-
 def _timeline(hour: int) -> tuple[list[tuple[str, str, dt.datetime]], ...]:
     """Touches and tasks of the first month, for a journey that started at ``hour`` on D."""
     touches = [
@@ -111,9 +101,9 @@ def test_delivery_by_event_and_by_record_walks_the_timeline(world: World) -> Non
     assert [a for a, _, _ in world.decisions(holdout["id"])] == ["holdout"]
 
     # The same day again creates nothing.
-    before = _counts(world)
+    before = world.counts()
     world.run(D)
-    assert _counts(world) == before
+    assert world.counts() == before
 
     # A delivery of the same day whose record is imported only after the day's run.
     late = _owner(world)

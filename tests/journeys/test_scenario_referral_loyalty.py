@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from tests.journeys.world import World, local
 
 from baoke.journeys.run import ingest_events
@@ -28,14 +28,6 @@ def _day(n: int) -> dt.date:
 
 def _at(n: int, hour: int, minute: int = 0) -> dt.datetime:
     return dt.datetime.combine(_day(n), dt.time(hour, minute))
-
-
-def _counts(world: World) -> tuple[int, ...]:
-    with world.engine.connect() as conn:
-        return tuple(
-            len(conn.execute(select(model.id)).all())
-            for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
-        )
 
 
 def test_referrer_hears_of_each_stage(world: World) -> None:
@@ -65,9 +57,9 @@ def test_referrer_hears_of_each_stage(world: World) -> None:
             .values(stage="test_drive", stage_at=local(_day(3), 15))
         )
     world.run(_day(3))
-    before = _counts(world)
+    before = world.counts()
     world.run(_day(3))
-    assert _counts(world) == before
+    assert world.counts() == before
 
     # The purchase arrives as an event.
     world.event(
@@ -103,9 +95,9 @@ def test_points_earned_and_redeemed(world: World) -> None:
     world.run(D)
     earned = ("earned_notice", "push,wecom,sms", _at(0, 12))
     assert world.touches(cid, LOYALTY) == [earned]
-    before = _counts(world)
+    before = world.counts()
     world.run(D)
-    assert _counts(world) == before
+    assert world.counts() == before
 
     world.insert(
         m.LoyaltyEntry,

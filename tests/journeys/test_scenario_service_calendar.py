@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from tests.journeys.world import World
 
 from baoke.store import models as m
@@ -56,15 +56,6 @@ def _insured_until(world: World, cid: int, expiry: dt.date) -> None:
 
 def _tasks(world: World, cid: int) -> list[tuple[str, str, dt.datetime]]:
     return [(s, r, due) for s, r, due, _ in world.tasks(cid, BOOK)]
-
-
-def _counts(world: World) -> tuple[int, ...]:
-    """Rows of touches, tasks, journeys and decisions in the whole store."""
-    with world.engine.connect() as conn:
-        return tuple(
-            len(conn.execute(select(model.id)).all())
-            for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
-        )
 
 
 def test_each_date_trigger_routes_to_its_reminder(world: World) -> None:
@@ -125,9 +116,9 @@ def test_each_date_trigger_routes_to_its_reminder(world: World) -> None:
         assert [(s, r) for a, s, r in decisions if a == "branch"] == branches
 
     # The same day again creates nothing.
-    before = _counts(world)
+    before = world.counts()
     world.run(S)
-    assert _counts(world) == before
+    assert world.counts() == before
 
     # Three days later the second customer's insurance quote comes, the reminder before it
     # notwithstanding; nobody else hears anything.
@@ -156,6 +147,6 @@ def test_two_reminders_on_the_same_day_both_go_out(world: World) -> None:
         ("insurance_quote", "wecom,sms", _at(0)),
     ]
     assert _tasks(world, cid) == [("insurance_task", "customer_manager", _at(2))]
-    before = _counts(world)
+    before = world.counts()
     world.run(S)
-    assert _counts(world) == before
+    assert world.counts() == before

@@ -59,14 +59,6 @@ def _old_car_owner(world: World, name: str = "张伟") -> int:
     return cid
 
 
-def _counts(world: World) -> tuple[int, ...]:
-    with world.engine.connect() as conn:
-        return tuple(
-            len(conn.execute(select(model.id)).all())
-            for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
-        )
-
-
 def _members(world: World, segment: str) -> set[int]:
     with world.engine.connect() as conn:
         rows = conn.execute(
@@ -109,9 +101,9 @@ def test_trade_in_offer_then_reminder_and_no_recent_buyer(world: World) -> None:
     assert {owner, recent} <= _members(world, "replacement_candidates")
     assert world.touches(owner, BOOK) == [("wecom_trade_in", "wecom", _at(0))]
     assert world.journeys(recent, BOOK) == []
-    before = _counts(world)
+    before = world.counts()
     world.run(D)
-    assert _counts(world) == before
+    assert world.counts() == before
 
     # No reply within 3 days: the reminder 11 days after that, push first, SMS otherwise.
     world.run(_day(14))

@@ -188,6 +188,14 @@ class World:
             rows = [dict(r._mapping) for r in result]
         return pl.DataFrame(rows, infer_schema_length=None)
 
+    def counts(self) -> tuple[int, ...]:
+        """Rows of touches, tasks, journeys and decisions in the whole store (for reruns)."""
+        with self.engine.connect() as conn:
+            return tuple(
+                len(conn.execute(select(model.id)).all())
+                for model in (m.Touch, m.Task, m.Journey, m.JourneyDecision)
+            )
+
     def touches(self, customer: int, playbook: str) -> list[tuple[str, str, dt.datetime]]:
         """(step, channels, scheduled_at local) of the customer's candidate touches, in order."""
         with self.engine.connect() as conn:
