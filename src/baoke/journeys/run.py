@@ -2,17 +2,19 @@
 
 ``run_day`` is what ``baoke run --date D`` does:
 
-1. refresh the profiles for D (optional: the benchmark and the event path skip it);
+1. refresh the profiles for D (optional: the benchmark skips it);
 2. turn records imported since the last run into events (deliveries, visits, complaints,
    lost leads, referral stages, points, WeCom adds and deletions, withdrawn consents);
-3. process every pending event: journeys first catch up to the earliest event, then the events
+3. apply the events that happened before D, and move every journey due before D's start
+   (nothing, on a normal day; the catch-up after a missed one);
+4. apply D's events in their order: journeys first reach the earliest event, then the events
    update touches, tasks and consents, meet goals, exit or pause journeys, and enrol;
-4. the daily checks (lost customers, segment leavers, closed complaints);
-5. enrol from segment entries, record dates and festivals of D;
-6. advance every journey due before the end of D (or now, for today).
+5. the daily checks (lost customers, segment leavers, closed complaints);
+6. enrol from segment entries, record dates and festivals of D;
+7. advance every journey due before the end of D (or now, for today).
 
 ``ingest_events`` is the fast path for events that cannot wait for tomorrow (a TD reply, a
-call logged not connected, a complaint): steps 3 and 6 at once, up to now.
+call logged not connected, a complaint): steps 4 and 7 at once, up to now.
 
 Each step commits on its own, and everything it writes is keyed, so a run killed anywhere can
 simply be run again: what was done is not done twice, and what was not is done.
