@@ -183,6 +183,8 @@ def place_journeys(engine: Engine, settings: Settings, day: dt.date, count: int,
 def measure(settings: Settings, day: dt.date) -> dict[str, Any]:
     """``baoke run --date day --skip-profiles --json`` in a child process."""
     env = {"BAOKE_DATA_DIR": str(settings.data_dir)}
+    if settings.database_url:
+        env["BAOKE_DATABASE_URL"] = settings.database_url
     out = run_baoke(["run", "--date", day.isoformat(), "--skip-profiles", "--json"], env)
     result = json.loads(out.output)
     return {
@@ -215,11 +217,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fresh", action="store_true", help="regenerate the store")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--database-url", default=None, help="store URL (default: SQLite in the workdir)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     journeys = args.journeys if args.journeys is not None else args.scale * 3 // 10
-    workdir = args.workdir or Path(__file__).parent / "out" / f"playbooks-{args.scale}-{args.seed}"
-    settings = prepare(workdir, args.scale, args.seed, args.fresh)
+    backend = "pg-" if args.database_url and args.database_url.startswith("postgres") else ""
+    name = f"playbooks-{backend}{args.scale}-{args.seed}"
+    workdir = args.workdir or Path(__file__).parent / "out" / name
+    settings = prepare(workdir, args.scale, args.seed, args.fresh, args.database_url)
     engine = make_engine(settings.url)
     day = profiled_day(settings, engine)
     clear_journeys(engine)

@@ -58,12 +58,18 @@ rule:
 """
 
 
-def prepare(workdir: Path, scale: int, seed: int, fresh: bool) -> Settings:
-    """Generate and import the group once; later runs reuse the store."""
+def prepare(
+    workdir: Path, scale: int, seed: int, fresh: bool, database_url: str | None = None
+) -> Settings:
+    """Generate and import the group once; later runs reuse the store.
+
+    ``database_url`` puts the store elsewhere than the SQLite file in ``workdir`` (a
+    PostgreSQL database must be empty the first time, or be the store prepared before).
+    """
     ready = workdir / "ready.json"
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
-    settings = Settings(data_dir=workdir / "data")
+    settings = Settings(data_dir=workdir / "data", database_url=database_url)
     if ready.exists():
         return settings
     workdir.mkdir(parents=True, exist_ok=True)
@@ -78,9 +84,12 @@ def prepare(workdir: Path, scale: int, seed: int, fresh: bool) -> Settings:
     with engine.begin() as conn:
         for table in TABLES:
             if any(name == "updated_at" for name, _ in table.columns):
-                conn.execute(
-                    text(f"UPDATE {table.source} SET updated_at = datetime(updated_at, '-1 day')")
+                day_back = (
+                    "datetime(updated_at, '-1 day')"
+                    if conn.dialect.name == "sqlite"
+                    else "updated_at - interval '1 day'"
                 )
+                conn.execute(text(f"UPDATE {table.source} SET updated_at = {day_back}"))
     shutil.rmtree(workdir / "gen")
     ready.write_text(json.dumps({"seconds": time.perf_counter() - started}), encoding="utf-8")
     return settings

@@ -19,13 +19,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from baoke.config import Settings, load_settings
 from baoke.errors import BaokeError, InputError
 from baoke.ingest.store_io import query_frame
-from baoke.journeys.catalog import load_catalog, set_enabled
+from baoke.journeys.catalog import Catalog, load_catalog, set_enabled
 from baoke.journeys.context import build_contexts, render_message
 from baoke.journeys.engine import load_journeys
 from baoke.journeys.run import RunResult, ingest_events, run_day
@@ -344,7 +344,7 @@ _TASK_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _totals(conn: Any, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+def _totals(conn: Connection, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
     counts = query_frame(
         conn,
         "SELECT 'touches' AS what, count(*) AS n FROM touches WHERE scheduled_at >= ? AND "
@@ -363,7 +363,7 @@ def _masked_greeting(context: dict[str, object]) -> str:
 
 
 def _render_touch(
-    row: dict[str, Any], contexts: dict[int, dict[str, object]], catalog: Any
+    row: dict[str, Any], contexts: dict[int, dict[str, object]], catalog: Catalog
 ) -> dict[str, Any]:
     context = contexts[row["customer_id"]]
     channels = row["channels"].split(",")
@@ -377,7 +377,7 @@ def _render_touch(
 
 
 def _render_task(
-    row: dict[str, Any], contexts: dict[int, dict[str, object]], catalog: Any
+    row: dict[str, Any], contexts: dict[int, dict[str, object]], catalog: Catalog
 ) -> dict[str, Any]:
     context = contexts[row["customer_id"]]
     script = None

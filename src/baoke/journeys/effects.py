@@ -33,7 +33,7 @@ from baoke.ingest.store_io import (
     query_frame,
 )
 from baoke.journeys.catalog import Catalog
-from baoke.journeys.engine import JOURNEY_COLUMNS, journey_schema, persist
+from baoke.journeys.engine import JOURNEY_COLUMNS, journey_schema, persist, still_open
 from baoke.journeys.steps import UTC, Moves, offset
 from baoke.journeys.vocabulary import GOAL_OF_EVENT, MESSAGE_CHANNELS, UNSUBSCRIBE_KEYWORDS
 from baoke.playbooks.definitions import FallbackStep, Playbook, SegmentTrigger
@@ -72,13 +72,7 @@ def open_journeys(conn: Connection, customers: pl.Series) -> pl.DataFrame:
         pl.DataFrame({"customer_id": customers.unique()}),
         JOURNEY_COLUMNS,
     )
-    return rows.select(JOURNEY_COLUMNS).filter(_is_open())
-
-
-def _is_open() -> pl.Expr:
-    return pl.col("status").is_in(["active", "paused"]) | (
-        (pl.col("status") == "holdout") & pl.col("finished_at").is_null()
-    )
+    return rows.select(JOURNEY_COLUMNS).filter(still_open())
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,7 +384,8 @@ def _hits(events: pl.DataFrame, condition: pl.Expr, why: pl.Expr) -> pl.DataFram
     )
 
 
-def _describe(events: pl.DataFrame) -> pl.Expr:
+def _describe() -> pl.Expr:
+    """An event as its reason text: ``complaint_opened {"severity":"severe"}``."""
     return pl.format("{} {}", pl.col("type"), pl.col("attributes").fill_null("{}"))
 
 
@@ -399,7 +394,7 @@ def _goal_hits(changes: _Changes, events: pl.DataFrame, zone: ZoneInfo) -> None:
         pl.col("type").replace_strict(GOAL_OF_EVENT).alias("goal")
     )
     for goal in goals["goal"].unique().to_list():
-        hits = _hits(goals, pl.col("goal") == goal, _describe(goals))
+        hits = _hits(goals, pl.col("goal") == goal, _describe())
         found = changes.candidates(hits, f"goal:{goal}")
         if found.height == 0:
             continue
@@ -425,7 +420,7 @@ def _goal_hits(changes: _Changes, events: pl.DataFrame, zone: ZoneInfo) -> None:
 
 def _wake_waiting(changes: _Changes, events: pl.DataFrame) -> None:
     """Journeys parked on a fallback look again as soon as news about their customer comes."""
-    news = _hits(events, pl.col("type").is_in(list(_OUTCOME_EVENTS)), _describe(events))
+    news = _hits(events, pl.col("type").is_in(list(_OUTCOME_EVENTS)), _describe())
     if news.height == 0:
         return
     parked = changes.journeys.filter(
@@ -480,7 +475,7 @@ def apply_events(
     changes.result = result
     _goal_hits(changes, events, zone)
     changes.exit_or_pause(stops, "unsubscribed")
-    described = _describe(events)
+    described = _describe()
     opened = _hits(events, pl.col("type") == "complaint_opened", described)
     changes.exit_or_pause(opened, "complaint_opened")
     deleted = _hits(

@@ -49,6 +49,7 @@ __all__ = [
     "load_journeys",
     "open_profiles",
     "persist",
+    "still_open",
 ]
 
 JOURNEY_COLUMNS = ["id", *(c for c in JOURNEY_SCHEMA if c != "id")]
@@ -101,6 +102,13 @@ class AdvanceResult:
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
+
+
+def still_open() -> pl.Expr:
+    """True for a journey that can still change: active, paused, or an unfinished holdout."""
+    return pl.col("status").is_in(["active", "paused"]) | (
+        (pl.col("status") == "holdout") & pl.col("finished_at").is_null()
+    )
 
 
 def journey_schema() -> dict[str, pl.DataType]:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 from baoke.ingest.store_io import allocate_ids, bulk_insert, fetch_by_keys
 from baoke.journeys.catalog import Catalog
-from baoke.journeys.engine import StoreLookups
+from baoke.journeys.engine import StoreLookups, still_open
 from baoke.journeys.steps import UTC, Moves, offset
 from baoke.playbooks.definitions import Duration, Playbook
 from baoke.profiles.schema import Kind
@@ -42,7 +42,6 @@ CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
 }
 """Columns of an enrolment candidate frame."""
 
-_OPEN = ("active", "paused")
 _LOST = Field("lifecycle_stage", Kind.TEXT, "=", "lost")
 _OPEN_COMPLAINT = Field("open_complaint", Kind.BOOL, "=", True)
 # A holdout customer is watched this long for the goal when the playbook sets no goal window.
@@ -122,9 +121,6 @@ def _history(conn: Connection, customers: pl.Series, cooling: list[str]) -> pl.D
         pl.DataFrame({"customer_id": customers}),
         ["id", "playbook", "status", "finished_at"],
     )
-    is_open = pl.col("status").is_in(_OPEN) | (
-        (pl.col("status") == "holdout") & pl.col("finished_at").is_null()
-    )
     ended = rows.filter(
         pl.col("playbook").is_in(cooling)
         & pl.col("finished_at").is_not_null()
@@ -134,7 +130,7 @@ def _history(conn: Connection, customers: pl.Series, cooling: list[str]) -> pl.D
     proposed = pl.concat(made)["journey_id"]
     counts = (pl.col("status") == "holdout") | pl.col("id").is_in(proposed.implode())
     return rows.group_by(["customer_id", "playbook"]).agg(
-        is_open.any().alias("has_open"),
+        still_open().any().alias("has_open"),
         pl.col("finished_at").filter(counts).max().alias("last_finished"),
         pl.col("finished_at").max().alias("last_end"),
     )
