@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,16 +45,26 @@ def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A generated group of 400 customers, imported, and one daily run done."""
+def day_one(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A generated group of 400 customers, imported, and its first daily run (as JSON).
+
+    Module-scoped, and so once per test worker: every test finds the day already run.
+    """
     root = tmp_path_factory.mktemp("cli")
     ok("generate", "--customers", "400", "--seed", "5", "--out", str(root / "group"), home=root)
     ok("import", "all", str(root / "group"), home=root)
-    return root
+    first = json.loads(ok("run", "--date", DAY, "--json", home=root))
+    return root, first
 
 
-def test_run_enrols_and_a_rerun_adds_nothing(home: Path) -> None:
-    first = json.loads(ok("run", "--date", DAY, "--json", home=home))
+@pytest.fixture
+def home(day_one: tuple[Path, dict[str, Any]]) -> Path:
+    """The data directory of the group after its first daily run."""
+    return day_one[0]
+
+
+def test_run_enrols_and_a_rerun_adds_nothing(day_one: tuple[Path, dict[str, Any]]) -> None:
+    home, first = day_one
     assert first["profiles_refreshed"] is True
     assert first["enrolment"]["enrolled"] > 0
     assert first["advance"]["touches"] > 0 and first["advance"]["tasks"] >= 0
@@ -68,7 +79,6 @@ def test_run_enrols_and_a_rerun_adds_nothing(home: Path) -> None:
 
 
 def test_candidates_are_rendered_with_names_masked(home: Path) -> None:
-    ok("run", "--date", DAY, "--skip-profiles", home=home)
     data = json.loads(ok("candidates", "--date", DAY, "--json", home=home))
     assert data["totals"]["touches"] > 0
     for touch in data["touches"]:
@@ -90,7 +100,6 @@ def test_disable_is_audited_and_listed(home: Path) -> None:
 
 
 def test_events_ingest_quarantines_bad_rows(home: Path) -> None:
-    ok("run", "--date", DAY, "--skip-profiles", home=home)
     events = home / "events.jsonl"
     rows = [
         {
