@@ -35,7 +35,7 @@ import polars as pl
 from sqlalchemy import Engine, func, select, text
 
 from baoke.config import Settings
-from baoke.ingest.store_io import bulk_insert
+from baoke.ingest.store_io import allocate_ids, bulk_insert
 from baoke.journeys.catalog import load_catalog
 from baoke.playbooks.definitions import Playbook, SegmentTrigger
 from baoke.profiles.engine import refresh_profiles
@@ -154,8 +154,11 @@ def place_journeys(engine: Engine, settings: Settings, day: dt.date, count: int,
                 }
             )
         )
-    placed = pl.concat(frames).with_columns(
-        pl.int_range(1, pl.len() + 1).alias("id"),
+    placed = pl.concat(frames)
+    with engine.begin() as conn:
+        ids = allocate_ids(conn, m.Journey.__table__, placed.height)
+    placed = placed.with_columns(
+        ids.alias("id"),
         pl.lit("active").alias("status"),
         (pl.lit(start) - pl.duration(hours=pl.col("since_h"))).alias("step_since"),
         (pl.lit(start) + pl.duration(seconds=(pl.col("wake_h") * 3600).cast(pl.Int64))).alias(

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import duckdb
 import polars as pl
+import psycopg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -41,7 +42,8 @@ journeys_app = typer.Typer(
 )
 console = Console()
 
-_FAILURES = (SQLAlchemyError, sqlite3.Error, duckdb.Error, OSError)
+# Raw-driver paths (bulk COPY, executemany) raise the driver's own errors, not SQLAlchemy's.
+_FAILURES = (SQLAlchemyError, sqlite3.Error, psycopg.Error, duckdb.Error, OSError)
 
 
 def _engine(settings: Settings) -> Engine:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
+import psycopg
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -110,7 +111,7 @@ def refresh(
     ensure_schema(engine)
     try:
         result = refresh_profiles(settings, engine, day, all_definitions(settings))
-    except (SQLAlchemyError, sqlite3.Error, duckdb.Error, OSError) as exc:
+    except (SQLAlchemyError, sqlite3.Error, psycopg.Error, duckdb.Error, OSError) as exc:
         # Each write is its own transaction, so what was committed stays consistent.
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BaokeError(f"profile refresh failed: {first}") from exc
