@@ -348,7 +348,8 @@ def _labels(
     """Per journey of ``group`` (same order): its source step's outcome labels and finality.
 
     When the deadline has passed, silence is an outcome too: nothing answered means
-    ``no_response``, and a call nobody logged counts as not connected.
+    ``no_response``. A call nobody logged is not taken as "not connected": without the
+    outcome nobody knows, and the customer gets no SMS on a guess.
     """
     found = lookups.outcomes(group, source)
     joined = group.select("id").join(
