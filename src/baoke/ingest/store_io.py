@@ -292,17 +292,13 @@ def bulk_insert_new(conn: Connection, table: Table, frame: pl.DataFrame, conflic
     assert raw is not None
     names = ", ".join(frame.columns)
     if conn.dialect.name == "postgresql":
-        with raw.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMP TABLE _incoming (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP"
-            )
-        _copy_into(raw, "_incoming", frame)
-        with raw.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table.name} ({names}) SELECT {names} FROM _incoming "
-                f"ON CONFLICT {conflict} DO NOTHING"
-            )
-            cursor.execute("DROP TABLE _incoming")
+        _through_staging(
+            raw,
+            table,
+            frame,
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM _staged "
+            f"ON CONFLICT {conflict} DO NOTHING",
+        )
         return
     marks = ", ".join("?" * frame.width)
     cursor = raw.cursor()
@@ -331,6 +327,24 @@ def _sqlite_values(frame: pl.DataFrame) -> pl.DataFrame:
         elif isinstance(dtype, pl.Boolean):
             fixes.append(col.cast(pl.Int8))
     return frame.with_columns(fixes) if fixes else frame
+
+
+def _through_staging(raw: Any, table: Table, frame: pl.DataFrame, statement: str) -> None:
+    """PostgreSQL: ``COPY`` the frame into a temporary ``_staged`` table with ``table``'s types
+    for its columns, run ``statement`` (which reads ``_staged``), and drop it.
+
+    For what ``COPY`` cannot do by itself: skip conflicts, update in place.
+    """
+    names = ", ".join(frame.columns)
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE _staged ON COMMIT DROP AS "
+            f"SELECT {names} FROM {table.name} WITH NO DATA"
+        )
+    _copy_into(raw, "_staged", frame)
+    with raw.cursor() as cursor:
+        cursor.execute(statement)
+        cursor.execute("DROP TABLE _staged")
 
 
 def _copy_into(raw: Any, table: str, frame: pl.DataFrame) -> None:
@@ -393,20 +407,13 @@ def bulk_update(conn: Connection, table: Table, frame: pl.DataFrame, key: str = 
     raw = conn.connection.driver_connection
     assert raw is not None
     if conn.dialect.name == "postgresql":
-        names = ", ".join(frame.columns)
         sets = [f"{c} = u.{c}" for c in columns] + (["updated_at = now()"] if stamp else [])
-        with raw.cursor() as cursor:
-            cursor.execute(
-                f"CREATE TEMP TABLE _changes ON COMMIT DROP AS "
-                f"SELECT {names} FROM {table.name} WITH NO DATA"
-            )
-        _copy_into(raw, "_changes", frame)
-        with raw.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table.name} t SET {', '.join(sets)} FROM _changes u "
-                f"WHERE t.{key} = u.{key}"
-            )
-            cursor.execute("DROP TABLE _changes")
+        _through_staging(
+            raw,
+            table,
+            frame,
+            f"UPDATE {table.name} t SET {', '.join(sets)} FROM _staged u WHERE t.{key} = u.{key}",
+        )
         return
     if conn.dialect.name != "sqlite":
         _update_generic(conn, table, frame, key, columns, stamp)

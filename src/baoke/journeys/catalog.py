@@ -10,43 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 
 from sqlalchemy import Connection, insert, select
 
 from baoke.config import Settings
 from baoke.errors import InputError
-from baoke.playbooks.definitions import Playbook, PlaybookError, parse_playbook
+from baoke.playbooks.definitions import Playbook, parse_playbook
+from baoke.playbooks.library import load_library
 from baoke.store import models as m
 from baoke.store.models import table
 
-__all__ = ["Catalog", "load_catalog", "playbook_texts", "set_enabled"]
-
-
-def playbook_texts(settings: Settings) -> dict[str, tuple[str, str]]:
-    """Name -> (source, YAML text) of the current playbooks: built-ins, then custom files.
-
-    The name is read from the parsed file, so a custom file replaces the built-in of the same
-    name whatever the file is called.
-    """
-    texts: list[tuple[str, str]] = []
-    folder = resources.files("baoke.playbooks").joinpath("builtin")
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            texts.append((f"builtin/{entry.name}", entry.read_text(encoding="utf-8")))
-    custom = settings.data_dir / "playbooks"
-    if custom.is_dir():
-        for path in sorted(custom.glob("*.y*ml")):
-            texts.append((str(Path("playbooks") / path.name), path.read_text(encoding="utf-8-sig")))
-    out: dict[str, tuple[str, str]] = {}
-    for source, text in texts:
-        try:
-            book = parse_playbook(text, source)
-        except PlaybookError as exc:
-            raise InputError(str(exc)) from exc
-        out[book.name] = (source, text)
-    return out
+__all__ = ["Catalog", "load_catalog", "set_enabled"]
 
 
 @dataclass
@@ -87,14 +61,19 @@ def load_catalog(conn: Connection, settings: Settings) -> Catalog:
         (row.name, row.version): row.definition
         for row in conn.execute(select(versions.c.name, versions.c.version, versions.c.definition))
     }
-    for name, (source, text) in playbook_texts(settings).items():
-        book = parse_playbook(text, source)
+    for name, entry in load_library(settings).items():
+        book = entry.book
         current[name] = book
         if (name, book.version) not in stored:
             fresh.append(
-                {"name": name, "version": book.version, "source": source, "definition": text}
+                {
+                    "name": name,
+                    "version": book.version,
+                    "source": entry.source,
+                    "definition": entry.text,
+                }
             )
-        texts[(name, book.version)] = text
+        texts[(name, book.version)] = entry.text
     if fresh:
         conn.execute(insert(versions), fresh)
     texts = stored | texts
@@ -114,7 +93,7 @@ def set_enabled(
     Journeys already running are left to finish: stopping a complaint recovery half-way
     because someone disabled the playbook would hurt the customer it exists for.
     """
-    if name not in playbook_texts(settings):
+    if name not in load_library(settings):
         raise InputError(f"unknown playbook {name!r}; see `baoke playbooks list`")
     states = table(m.PlaybookState)
     now = dt.datetime.now(dt.UTC)

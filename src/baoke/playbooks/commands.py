@@ -16,11 +16,9 @@ from baoke.config import Settings, load_settings
 from baoke.errors import InputError
 from baoke.playbooks.definitions import (
     Playbook,
-    PlaybookError,
-    load_builtin_playbooks,
-    load_playbook_file,
     validate_all,
 )
+from baoke.playbooks.library import load_library
 from baoke.playbooks.templates import SAMPLE_CONTEXT, render
 
 playbooks_app = typer.Typer(help="Playbooks: list, show, validate.", no_args_is_help=True)
@@ -29,16 +27,7 @@ console = Console()
 
 def all_playbooks(settings: Settings) -> list[Playbook]:
     """Built-in playbooks, replaced or extended by ``<data dir>/playbooks/*.yaml``."""
-    books = {book.name: book for book in load_builtin_playbooks()}
-    custom = settings.data_dir / "playbooks"
-    if custom.is_dir():
-        for path in sorted(custom.glob("*.y*ml")):
-            try:
-                book = load_playbook_file(path)
-            except PlaybookError as exc:
-                raise InputError(str(exc)) from exc
-            books[book.name] = book
-    return list(books.values())
+    return [entry.book for entry in load_library(settings).values()]
 
 
 def _switched_off(settings: Settings) -> dict[str, str]:

@@ -84,6 +84,7 @@ __all__ = [
     "TemplateVariant",
     "Trigger",
     "WaitStep",
+    "builtin_texts",
     "load_builtin_playbooks",
     "load_playbook_file",
     "parse_playbook",
@@ -1318,16 +1319,22 @@ def load_playbook_file(
     return parse_playbook(text, str(path), extra_segments=extra_segments)
 
 
+def builtin_texts() -> list[tuple[str, str]]:
+    """(source, YAML text) of the built-in playbooks, in file-name order."""
+    folder = resources.files("baoke.playbooks").joinpath("builtin")
+    return [
+        (f"builtin/{entry.name}", entry.read_text(encoding="utf-8"))
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".yaml")
+    ]
+
+
 def load_builtin_playbooks() -> list[Playbook]:
     """The playbooks shipped in ``baoke/playbooks/builtin/*.yaml``, in file-name order."""
-    folder = resources.files("baoke.playbooks").joinpath("builtin")
     out: list[Playbook] = []
     seen: dict[str, str] = {}
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".yaml"):
-            continue
-        source = f"builtin/{entry.name}"
-        playbook = parse_playbook(entry.read_text(encoding="utf-8"), source)
+    for source, text in builtin_texts():
+        playbook = parse_playbook(text, source)
         if playbook.name in seen:
             raise PlaybookError(
                 f"duplicate built-in playbook '{playbook.name}' (also in {seen[playbook.name]})",
