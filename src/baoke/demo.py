@@ -236,7 +236,7 @@ def _print_journeys(console: Console, settings: Settings, engine: Engine, day: R
         contexts = build_contexts(
             conn, [row[0] for row in samples], as_of=day.day, settings=settings
         )
-        catalog = load_catalog(conn, settings)
+        catalog = load_catalog(conn, settings, record=False)
     enrolled = day.enrolment.enrolled + day.events.enrolment.enrolled
     held = day.enrolment.holdout + day.events.enrolment.holdout
     table = Table(

@@ -51,8 +51,11 @@ class Catalog:
         return self._parsed[key]
 
 
-def load_catalog(conn: Connection, settings: Settings) -> Catalog:
-    """Load the current playbooks, store any new version, and read the operator switches."""
+def load_catalog(conn: Connection, settings: Settings, *, record: bool = True) -> Catalog:
+    """Load the current playbooks, store any new version, and read the operator switches.
+
+    ``record=False`` for readers (listing candidates) that must not write to the store.
+    """
     current: dict[str, Playbook] = {}
     texts: dict[tuple[str, str], str] = {}
     fresh: list[dict[str, str]] = []
@@ -74,7 +77,7 @@ def load_catalog(conn: Connection, settings: Settings) -> Catalog:
                 }
             )
         texts[(name, book.version)] = entry.text
-    if fresh:
+    if fresh and record:
         conn.execute(insert(versions), fresh)
     texts = stored | texts
     states = table(m.PlaybookState)

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from pathlib import Path
 from typing import Annotated, Any
 
-import duckdb
 import polars as pl
-import psycopg
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from baoke.config import Settings, load_settings
 from baoke.errors import BaokeError, InputError
@@ -32,7 +28,7 @@ from baoke.journeys.engine import load_journeys
 from baoke.journeys.run import RunResult, ingest_events, run_day
 from baoke.journeys.steps import UTC
 from baoke.playbooks.templates import TemplateError
-from baoke.store.db import ensure_schema, make_engine
+from baoke.store.db import STORE_FAILURES, ensure_schema, make_engine
 
 __all__ = ["candidates_command", "events_app", "journeys_app", "run_command"]
 
@@ -41,9 +37,6 @@ journeys_app = typer.Typer(
     help="Journeys: where customers are in the playbooks.", no_args_is_help=True
 )
 console = Console()
-
-# Raw-driver paths (bulk COPY, executemany) raise the driver's own errors, not SQLAlchemy's.
-_FAILURES = (SQLAlchemyError, sqlite3.Error, psycopg.Error, duckdb.Error, OSError)
 
 
 def _engine(settings: Settings) -> Engine:
@@ -87,7 +80,7 @@ def run_command(
     engine = _engine(settings)
     try:
         result = run_day(settings, engine, day, refresh=not skip_profiles)
-    except _FAILURES as exc:
+    except STORE_FAILURES as exc:
         raise _failed("run", exc) from exc
     if as_json:
         _print_json(result.as_dict())
@@ -129,7 +122,7 @@ def ingest_command(
     engine = _engine(settings)
     try:
         read, stored, quarantine, events, moved = ingest_events(settings, engine, file)
-    except _FAILURES as exc:
+    except STORE_FAILURES as exc:
         raise _failed("event ingest", exc) from exc
     data = {
         "rows_read": read,
@@ -299,7 +292,7 @@ def candidates_command(
         totals = _totals(conn, start, end)
         people = pl.concat([touches["customer_id"], tasks["customer_id"]]).unique().to_list()
         contexts = build_contexts(conn, people, as_of=day, settings=settings)
-        catalog = load_catalog(conn, settings)
+        catalog = load_catalog(conn, settings, record=False)
     rendered = [_render_touch(r, contexts, catalog) for r in touches.iter_rows(named=True)]
     scripts = [_render_task(r, contexts, catalog) for r in tasks.iter_rows(named=True)]
     if as_json:

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
-import psycopg
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from baoke.config import Settings, load_settings
 from baoke.errors import BaokeError, InputError
@@ -30,7 +27,7 @@ from baoke.segments.rules import (
     load_rule_file,
     segment_query,
 )
-from baoke.store.db import ensure_schema, make_engine
+from baoke.store.db import STORE_FAILURES, ensure_schema, make_engine
 
 profiles_app = typer.Typer(help="Customer profiles: refresh and explain.", no_args_is_help=True)
 segments_app = typer.Typer(help="Segments and tags: list, count, show, test.", no_args_is_help=True)
@@ -111,7 +108,7 @@ def refresh(
     ensure_schema(engine)
     try:
         result = refresh_profiles(settings, engine, day, all_definitions(settings))
-    except (SQLAlchemyError, sqlite3.Error, psycopg.Error, duckdb.Error, OSError) as exc:
+    except STORE_FAILURES as exc:
         # Each write is its own transaction, so what was committed stays consistent.
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BaokeError(f"profile refresh failed: {first}") from exc

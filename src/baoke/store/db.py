@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from baoke.errors import ConfigError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# What a store or snapshot failure can raise: SQLAlchemy's errors, and the drivers' own from
+# the raw bulk paths (COPY, executemany) and DuckDB. Commands turn these into one line.
+STORE_FAILURES: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    sqlite3.Error,
+    psycopg.Error,
+    duckdb.Error,
+    OSError,
+)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
