@@ -279,23 +279,19 @@ def _frames(parts: list[pl.DataFrame]) -> pl.DataFrame | None:
     return pl.concat(parts, how="diagonal_relaxed") if parts else None
 
 
-def persist(conn: Connection, moves: Moves) -> tuple[pl.DataFrame, int, int]:
-    """Write one wave: journey states, candidate touches and tasks, then the decisions.
-
-    Returns the new journey states and the number of touches and tasks written.
-    """
+def persist(conn: Connection, moves: Moves) -> None:
+    """Write moves: candidate touches and tasks, the decisions (linked to them), and the
+    journeys' new states (one row per journey)."""
     journeys = _frames(moves.journeys)
     decisions = _frames(moves.decisions)
     if journeys is None:
-        return pl.DataFrame(schema=JOURNEY_SCHEMA), 0, 0
+        return
     links: list[pl.DataFrame] = []
-    written = {}
     for model, parts, column in (
         (m.Touch, moves.touches, "touch_id"),
         (m.Task, moves.tasks, "task_id"),
     ):
         frame = _frames(parts)
-        written[column] = 0 if frame is None else frame.height
         if frame is None:
             continue
         seq = pl.col("idempotency_key").str.split(":").list.get(1).cast(pl.Int64)
@@ -316,7 +312,6 @@ def persist(conn: Connection, moves: Moves) -> tuple[pl.DataFrame, int, int]:
         )
         bulk_insert(conn, table(m.JourneyDecision), decisions)
     bulk_update(conn, table(m.Journey), journeys.select(_STATE_COLUMNS).sort("id"))
-    return journeys, written["touch_id"], written["task_id"]
 
 
 # --------------------------------------------------------------------------------------------
