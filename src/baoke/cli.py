@@ -25,6 +25,7 @@ from baoke.config import Settings, load_settings
 from baoke.errors import BaokeError, ConfigError, InputError
 from baoke.journeys.commands import candidates_command, events_app, journeys_app, run_command
 from baoke.playbooks.commands import playbooks_app
+from baoke.policy.commands import plan_app
 from baoke.profiles.commands import profiles_app, segments_app
 from baoke.store.db import current_revision, ensure_schema, head_revision, make_engine, redact
 
@@ -42,6 +43,7 @@ app.add_typer(segments_app, name="segments")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(events_app, name="events")
 app.add_typer(journeys_app, name="journeys")
+app.add_typer(plan_app, name="plan")
 app.command("run")(run_command)
 app.command("candidates")(candidates_command)
 

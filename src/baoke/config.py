@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from baoke.errors import ConfigError
+from baoke.policy.settings import PolicySettings
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -156,6 +157,7 @@ class Settings(BaseSettings):
     import_batch_rows: int = Field(default=50_000, ge=100, description="rows per import chunk")
     profiles: ProfileSettings = Field(default_factory=ProfileSettings)
     messages: MessageSettings = Field(default_factory=MessageSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     # The bearer token the HTTP API accepts (``BAOKE_API_TOKEN``); None: the API refuses all.
     api_token: SecretStr | None = Field(default=None, description="HTTP API bearer token")
 

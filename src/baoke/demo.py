@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,9 @@ from baoke.ingest.pipeline import ImportSummary, find_kind_files, import_file
 from baoke.journeys.catalog import load_catalog
 from baoke.journeys.context import build_contexts, render_message
 from baoke.journeys.run import RunResult, run_day
+from baoke.policy.commands import print_explanation, print_summary
+from baoke.policy.explain import explain_customer
+from baoke.policy.plan import summarise
 from baoke.privacy import mask_mobile, mask_name
 from baoke.profiles.commands import all_definitions
 from baoke.profiles.engine import RefreshResult, refresh_profiles, snapshot_path
@@ -51,7 +55,8 @@ def run_demo(
         Panel.fit(
             f"baoke demo: a synthetic dealer group of {customers:,} customers (seed {seed})\n"
             "1) write DMS-style export files   2) import them with validation and quarantine   "
-            "3) profiles and segments   4) run the playbooks for the day",
+            "3) profiles and segments   4) run the playbooks for the day   "
+            "5) the contact policy plans what is sent",
             title="保客 baoke",
         )
     )
@@ -79,9 +84,10 @@ def run_demo(
             settings, engine, result.config.today, all_definitions(settings)
         )
     _print_profiles(console, settings, refreshed)
-    with console.status("running the playbooks for the day …"):
+    with console.status("running the playbooks and the contact policy for the day …"):
         day = run_day(settings, engine, result.config.today, refresh=False)
     _print_journeys(console, settings, engine, day)
+    _print_plan(console, settings, engine, day)
     _print_where(console, settings, out_dir, summaries, time.perf_counter() - started)
     return summaries
 
@@ -225,23 +231,18 @@ def _print_profiles(console: Console, settings: Settings, refreshed: RefreshResu
 
 
 def _print_journeys(console: Console, settings: Settings, engine: Engine, day: RunResult) -> None:
-    """What the playbooks proposed for the day: per playbook, and three messages as sent."""
+    """What the playbooks proposed for the day, per playbook, and the tasks for staff."""
     touches, tasks = m.Touch, m.Task
     with engine.connect() as conn:
         by_book = conn.execute(
             select(touches.playbook, func.count()).group_by(touches.playbook)
         ).all()
         by_role = dict(conn.execute(select(tasks.role, func.count()).group_by(tasks.role)).all())
-        samples = _samples(conn)
-        contexts = build_contexts(
-            conn, [row[0] for row in samples], as_of=day.day, settings=settings
-        )
-        catalog = load_catalog(conn, settings, record=False)
     enrolled = day.enrolment.enrolled + day.events.enrolment.enrolled
     held = day.enrolment.holdout + day.events.enrolment.holdout
     table = Table(
         title=f"5) Playbooks on {day.day}: {enrolled:,} customers entered (+{held:,} held out "
-        f"to measure); candidate touches by playbook",
+        f"to measure); touches proposed by playbook",
         title_justify="left",
     )
     table.add_column("playbook")
@@ -250,26 +251,56 @@ def _print_journeys(console: Console, settings: Settings, engine: Engine, day: R
         table.add_row(name, f"{n:,}")
     console.print(table)
     console.print(
-        "Tasks for staff: " + (", ".join(f"{role} {n:,}" for role, n in by_role.items()) or "none")
+        "Calls proposed for staff: "
+        + (", ".join(f"{role} {n:,}" for role, n in by_role.items()) or "none")
     )
-    for cid, name, version, template, channels in samples:
-        first = channels.split(",")[0]
-        text = render_message(catalog.get(name, version), template, first, contexts[cid]).text
+
+
+def _print_plan(console: Console, settings: Settings, engine: Engine, day: RunResult) -> None:
+    """The contact policy's plan of the day, three messages as the customer reads them, and
+    one customer's explanation of what was held back."""
+    with engine.begin() as conn:
+        summary = summarise(conn, day.day)
+        samples = _samples(conn)
+        contexts = build_contexts(
+            conn, [row[0] for row in samples], as_of=day.day, settings=settings
+        )
+        catalog = load_catalog(conn, settings, record=False)
+        held = conn.execute(
+            select(m.PolicyDecision.customer_id)
+            .where(m.PolicyDecision.plan_date == day.day, m.PolicyDecision.rule == "collision")
+            .order_by(m.PolicyDecision.customer_id)
+            .limit(1)
+        ).scalar()
+        explained = explain_customer(conn, settings, held, day.day) if held else None
+    console.print(
+        f"[bold]6) The contact policy on {day.day}[/]: consent, reachability, quiet hours "
+        "(08:00-21:00), one marketing touch a day, monthly caps by tier, channel caps, "
+        "budgets and a 5% global holdout"
+    )
+    print_summary(summary, console)
+    for cid, name, version, template, channel, at in samples:
+        text = render_message(catalog.get(name, version), template, channel, contexts[cid]).text
+        when = at.astimezone(settings.zone).strftime("%H:%M")
         console.print(
             Panel(
                 text.strip(),
-                title=f"{name} → customer {cid} on {channels.replace(',', ' > ')}",
+                title=f"{name} → customer {cid} on {channel} at {when}",
                 title_align="left",
             )
         )
+    if explained:
+        console.print(f"Why one customer got less today (baoke plan explain {held}):")
+        print_explanation(explained, console)
+    outbox = sum(r["touches"] for r in summary["by_channel"] if r["channel"] != "phone")
     console.print(
-        "[dim]These are candidates: the contact policy (consent, quiet hours, fatigue caps) "
-        "decides what is sent.[/]"
+        f"[dim]The outbox holds {outbox:,} scheduled messages; calls are the staff's tasks. "
+        "Nothing is sent yet: dispatch through the providers is the next release.[/]"
     )
 
 
-def _samples(conn: Connection) -> list[tuple[int, str, str, str, str]]:
-    """One candidate touch of each of three playbooks, when there is one."""
+def _samples(conn: Connection) -> list[tuple[int, str, str, str, str, dt.datetime]]:
+    """One scheduled touch of each of three playbooks, when there is one."""
     out = []
     for name in ("churn_winback", "service_calendar", "maintenance_cadence_high"):
         row = conn.execute(
@@ -278,14 +309,16 @@ def _samples(conn: Connection) -> list[tuple[int, str, str, str, str]]:
                 m.Touch.playbook,
                 m.Touch.version,
                 m.Touch.template,
-                m.Touch.channels,
+                m.Touch.channel,
+                m.Touch.scheduled_at,
             )
-            .where(m.Touch.playbook == name)
+            .where(m.Touch.playbook == name, m.Touch.status == "scheduled")
             .order_by(m.Touch.id)
             .limit(1)
         ).first()
-        if row is not None:
-            out.append((int(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4])))
+        if row is not None and row[5] is not None:
+            at: dt.datetime = row[5] if row[5].tzinfo else row[5].replace(tzinfo=dt.UTC)
+            out.append((int(row[0]), str(row[1]), str(row[2]), str(row[3]), str(row[4]), at))
     return out
 
 
@@ -306,6 +339,7 @@ def _print_where(
         "",
         "explore:  baoke segments list · baoke segments show at_risk · baoke profiles show ID",
         "          baoke journeys list · baoke journeys show ID · baoke candidates",
+        "          baoke plan --date DAY · baoke plan explain ID   (what is sent, and why not)",
         "next: import your own DMS exports, e.g.",
         "  baoke import customers 客户资料.csv     (CSV in UTF-8 or GBK, XLSX, JSON Lines)",
         "  baoke import service-orders 工单.xlsx --mapping my-headers.yaml",

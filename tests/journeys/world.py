@@ -197,10 +197,10 @@ class World:
             )
 
     def touches(self, customer: int, playbook: str) -> list[tuple[str, str, dt.datetime]]:
-        """(step, channels, scheduled_at local) of the customer's candidate touches, in order."""
+        """(step, channels, proposed_at local) of the customer's touches, in order."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(m.Touch.step, m.Touch.channels, m.Touch.scheduled_at)
+                select(m.Touch.step, m.Touch.channels, m.Touch.proposed_at)
                 .where(m.Touch.customer_id == customer, m.Touch.playbook == playbook)
                 .order_by(m.Touch.id)
             ).all()

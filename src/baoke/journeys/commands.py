@@ -106,8 +106,14 @@ def _print_run(result: RunResult) -> None:
         f"  advanced: {adv.evaluations:,} evaluations in {adv.waves} waves -> "
         f"{adv.touches:,} candidate touches, {adv.tasks:,} tasks, {adv.completed:,} ended"
     )
+    plan = result.plan
+    if plan:
+        console.print(
+            f"  policy: {plan['candidates']:,} candidates -> "
+            + (", ".join(f"{k} {v:,}" for k, v in plan["outcomes"].items()) or "nothing to decide")
+            + " (`baoke plan` shows the day's plan, `baoke plan explain ID` one customer)"
+        )
     console.print("  " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
-    console.print("  candidates only: the contact policy decides what is sent (`baoke candidates`)")
 
 
 @events_app.command("ingest")
@@ -276,7 +282,7 @@ def candidates_command(
         touches = query_frame(
             conn,
             "SELECT id, customer_id, playbook, version, step, template, channels, priority, "
-            "scheduled_at, status FROM touches WHERE scheduled_at >= ? AND scheduled_at < ? "
+            "proposed_at, status FROM touches WHERE proposed_at >= ? AND proposed_at < ? "
             f"{extra} ORDER BY id LIMIT {limit}",
             [start, end, *params],
             _TOUCH_SCHEMA,
@@ -322,7 +328,7 @@ _TOUCH_SCHEMA: dict[str, pl.DataType] = {
     "template": pl.String(),
     "channels": pl.String(),
     "priority": pl.String(),
-    "scheduled_at": UTC,
+    "proposed_at": UTC,
     "status": pl.String(),
 }
 _TASK_SCHEMA: dict[str, pl.DataType] = {
@@ -342,8 +348,8 @@ _TASK_SCHEMA: dict[str, pl.DataType] = {
 def _totals(conn: Connection, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
     counts = query_frame(
         conn,
-        "SELECT 'touches' AS what, count(*) AS n FROM touches WHERE scheduled_at >= ? AND "
-        "scheduled_at < ? UNION ALL SELECT 'tasks', count(*) FROM tasks WHERE journey_id IS NOT "
+        "SELECT 'touches' AS what, count(*) AS n FROM touches WHERE proposed_at >= ? AND "
+        "proposed_at < ? UNION ALL SELECT 'tasks', count(*) FROM tasks WHERE journey_id IS NOT "
         "NULL AND created_at >= ? AND created_at < ?",
         [start, end, start, end],
         {"what": pl.String(), "n": pl.Int64()},

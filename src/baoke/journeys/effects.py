@@ -40,7 +40,13 @@ from baoke.playbooks.definitions import FallbackStep, Playbook, SegmentTrigger
 from baoke.store import models as m
 from baoke.store.models import table
 
-__all__ = ["EffectResult", "apply_events", "daily_checks", "open_journeys"]
+__all__ = [
+    "EffectResult",
+    "apply_events",
+    "complaints_open_by_events",
+    "daily_checks",
+    "open_journeys",
+]
 
 _STATUS_RANK = {"sent": 1, "failed": 2, "delivered": 2, "opened": 3, "clicked": 4, "replied": 5}
 _OUTCOME_EVENTS = ("reply_keyword", "touch_status", "call_outcome")
@@ -342,8 +348,13 @@ def _withdraw(conn: Connection, rows: pl.DataFrame) -> None:
     bulk_update(
         conn,
         consents,
+        # The source names what withdrew it (a TD reply …): the explanation of a dropped
+        # message says so, and the daily run does not take it for an imported withdrawal.
         both.filter(pl.col("id").is_not_null()).select(
-            "id", pl.lit(False).alias("granted"), pl.col("occurred_at").alias("withdrawn_at")
+            "id",
+            pl.lit(False).alias("granted"),
+            pl.col("occurred_at").alias("withdrawn_at"),
+            pl.col("type").alias("source"),
         ),
     )
     new = both.filter(pl.col("id").is_null())
@@ -534,7 +545,9 @@ def daily_checks(
     )
     _left_segment(changes, left, at)
     closed = paused.select("customer_id", moment, pl.lit("no open complaint").alias("why"))
-    closed = closed.join(_open_by_events(conn, paused["customer_id"]), on="customer_id", how="anti")
+    closed = closed.join(
+        complaints_open_by_events(conn, paused["customer_id"]), on="customer_id", how="anti"
+    )
     changes.resume(closed.unique(), "complaint_opened")
     persist(conn, changes.moves)
     return changes.result
@@ -581,8 +594,8 @@ def _all_versions(catalog: Catalog) -> list[Playbook]:
     return [catalog.get(name, version) for name, version in sorted(catalog.texts)]
 
 
-def _open_by_events(conn: Connection, customers: pl.Series) -> pl.DataFrame:
-    """Customers with a complaint opened by an event the profile cannot see.
+def complaints_open_by_events(conn: Connection, customers: pl.Series) -> pl.DataFrame:
+    """Customers with a complaint opened by an event the profile cannot see, and since when.
 
     The profile knows complaint records only. A ``complaint_opened`` event whose complaint is
     not on record, and that no later ``complaint_resolved`` event answers, is still open: only
@@ -604,8 +617,8 @@ def _open_by_events(conn: Connection, customers: pl.Series) -> pl.DataFrame:
         .join(resolved, on="customer_id", how="left")
         .filter(pl.col("resolved_at").is_null() | (pl.col("occurred_at") > pl.col("resolved_at")))
         .join(on_record, on=["customer_id", "complaint_no"], how="anti")
-        .select("customer_id")
-        .unique()
+        .group_by("customer_id")
+        .agg(pl.col("occurred_at").min().alias("opened_at"))
     )
 
 

@@ -11,10 +11,12 @@
    update touches, tasks and consents, meet goals, exit or pause journeys, and enrol;
 5. the daily checks (lost customers, segment leavers, closed complaints);
 6. enrol from segment entries, record dates and festivals of D;
-7. advance every journey due before the end of D (or now, for today).
+7. advance every journey due before the end of D (or now, for today);
+8. the contact policy plans D: every open candidate is scheduled (into the outbox), moved,
+   rerouted or dropped, each with its reason (:mod:`baoke.policy`).
 
 ``ingest_events`` is the fast path for events that cannot wait for tomorrow (a TD reply, a
-call logged not connected, a complaint): steps 4 and 7 at once, up to now.
+call logged not connected, a complaint): steps 4, 7 and 8 at once, up to now.
 
 Each step commits on its own, and everything it writes is keyed, so a run killed anywhere can
 simply be run again: what was done is not done twice, and what was not is done.
@@ -48,6 +50,7 @@ from baoke.journeys.triggers import (
     festival_candidates,
     segment_candidates,
 )
+from baoke.policy.plan import plan_day
 from baoke.profiles.engine import refresh_profiles, snapshot_path
 from baoke.store import models as m
 from baoke.store.models import table
@@ -107,6 +110,7 @@ class RunResult:
     checks: dict[str, int] = field(default_factory=dict)
     enrolment: EnrolResult = field(default_factory=EnrolResult)
     advance: AdvanceResult = field(default_factory=AdvanceResult)
+    plan: dict[str, Any] = field(default_factory=dict)  # PlanResult.as_dict()
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -377,6 +381,17 @@ def run_day(
             note("advance")
             moved.merge(advance(engine, catalog, end, zone, profiles))
             laps.lap("advance")
+        note("policy")
+        # A run for today plans from now on: nothing is scheduled into the past.
+        planned, _ = plan_day(
+            settings,
+            engine,
+            day,
+            not_before=end if end < day_end(day, zone) else None,
+            catalog=catalog,
+        )
+        result.plan = planned.as_dict()
+        laps.lap("policy")
     except BaseException as exc:
         _finish_run(engine, run_id, {}, f"{type(exc).__name__}: {exc}")
         raise
@@ -386,7 +401,8 @@ def run_day(
 
 def _counts(result: RunResult) -> dict[str, Any]:
     data = result.as_dict()
-    return {k: data[k] for k in ("events_derived", "events", "checks", "enrolment", "advance")}
+    keys = ("events_derived", "events", "checks", "enrolment", "advance", "plan")
+    return {k: data[k] for k in keys}
 
 
 def react(
@@ -408,10 +424,15 @@ def react(
         with open_profiles(snapshot_path(settings)) as profiles:
             done = process_events(engine, catalog, profiles, now, zone, moved)
             moved.merge(advance(engine, catalog, now, zone, profiles))
+        # What the events proposed (a fallback SMS) is planned at once, from now on.
+        planned, _ = plan_day(
+            settings, engine, now.astimezone(zone).date(), not_before=now, catalog=catalog
+        )
     except BaseException as exc:
         _finish_run(engine, run_id, {}, f"{type(exc).__name__}: {exc}")
         raise
-    _finish_run(engine, run_id, {"stored": stored, "events": asdict(done)}, None)
+    counts = {"stored": stored, "events": asdict(done), "plan": planned.as_dict()}
+    _finish_run(engine, run_id, counts, None)
     return stored, done, moved
 
 

@@ -255,7 +255,10 @@ def _send(book: Playbook, step: SendStep, group: pl.DataFrame, moves: Moves) -> 
             pl.lit(step.priority).alias("priority"),
             pl.lit("candidate").alias("status"),
             pl.lit(0, pl.Int64).alias("cost_fen"),  # the contact policy prices the channel
+            # The moment of the proposal; the contact policy moves scheduled_at to the send
+            # time it chooses, proposed_at stays.
             pl.col("wake_at").alias("scheduled_at"),
+            pl.col("wake_at").alias("proposed_at"),
             pl.col("id").alias("journey_id"),
         )
     )

@@ -60,6 +60,7 @@ from baoke.segments.rules import (
 )
 
 __all__ = [
+    "COLLISION_RULES",
     "EVENTS",
     "EXIT_REASONS",
     "GOAL_EVENTS",
@@ -138,8 +139,11 @@ _TOP_KEYS = (
     "goal",
     "exit_on",
     "pause_on",
+    "on_collision",
     "templates",
 )
+COLLISION_RULES = ("defer", "drop")
+"""What a playbook's touch does when it loses a same-day collision to a higher priority."""
 _ENTRY_KEYS = ("re_entry", "cooldown", "holdout", "dealers")
 _STEP_TYPES = ("send", "wait", "branch", "task", "fallback")
 _END = "end"  # the reserved target that finishes the journey
@@ -343,6 +347,8 @@ class Playbook:
     pause_on: tuple[str, ...]
     templates: tuple[TemplateDef, ...]
     source: str
+    # A touch that loses a same-day collision: deferred to its next allowed slot, or dropped.
+    on_collision: str = "defer"
     warnings: tuple[PlaybookWarning, ...] = field(default=(), compare=False)
 
     def step(self, step_id: str) -> Step:
@@ -619,6 +625,15 @@ class _PlaybookParser(_Parser):
             if "pause_on" in got
             else default_pause
         )
+        on_collision = (
+            self.collect(
+                lambda: self.choice(
+                    value("on_collision"), "on_collision", "collision rule", COLLISION_RULES
+                )
+            )
+            if "on_collision" in got
+            else "defer"
+        )
         # Targets are checked even when a step failed: the ids seen are known either way.
         refs_ok = self._check_refs()
         if steps is not None and refs_ok:
@@ -639,6 +654,7 @@ class _PlaybookParser(_Parser):
             or steps is None
             or exit_on is None
             or pause_on is None
+            or on_collision is None
             or self.errors
         ):
             raise _Collected
@@ -658,6 +674,7 @@ class _PlaybookParser(_Parser):
             pause_on=pause_on,
             templates=templates,
             source=self.path,
+            on_collision=on_collision,
             warnings=tuple(sorted(self.warnings, key=lambda w: (w.line, w.column))),
         )
 

@@ -30,6 +30,7 @@ import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from baoke.errors import BaokeError
+from baoke.touches import CHANNELS, PRIORITY_CLASSES
 
 __all__ = [
     "CHANNELS",
@@ -47,11 +48,6 @@ __all__ = [
     "validate_template",
 ]
 
-CHANNELS = ("sms", "wecom", "push", "email", "phone")
-"""Channels a ``send`` step may use; a template variant is keyed by one of these (or ``script``)."""
-
-PRIORITY_CLASSES = ("service", "care", "retention", "marketing")
-"""Priority classes of a touch, most to least essential (the contact policy ranks by these)."""
 
 SMS_MAX_CHARS = 70  # one Chinese SMS segment (UCS-2, 70 characters including the signature)
 TD_LINE = "回复TD退订"

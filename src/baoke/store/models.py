@@ -326,6 +326,13 @@ class Touch(Timestamped, Base):
     journey_id: Mapped[int | None] = mapped_column(ForeignKey("journeys.id"), index=True)
     channels: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[str | None] = mapped_column(String(12))
+    # When the touch was first proposed: a deferral moves ``scheduled_at`` to the next allowed
+    # slot, not this, so the contact policy can drop a touch that has waited too long.
+    proposed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# The contact policy reads the day's candidates and the month's sends by status and time.
+Index("ix_touches_status_scheduled", Touch.status, Touch.scheduled_at)
 
 
 class TouchStatus(Base):
@@ -362,6 +369,12 @@ class Task(Timestamped, Base):
     step: Mapped[str | None] = mapped_column(String(64))
     template: Mapped[str | None] = mapped_column(String(128))
     version: Mapped[str | None] = mapped_column(String(12))
+    # When the contact policy reviewed this call (null: not yet); a call it stopped (holdout,
+    # open complaint, no consent, a cap) is ``cancelled``.
+    planned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+Index("ix_tasks_planned_at", Task.planned_at)
 
 
 class ImportRun(Base):
@@ -613,6 +626,66 @@ class JourneyRun(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class PolicyDecision(Base):
+    """What the contact policy decided for one candidate touch or call on one date, and why.
+
+    ``outcome`` is scheduled, deferred, rerouted or suppressed; ``rule`` names the rule that
+    decided (``cap.tier``, ``quiet_hours``, ``consent`` …) and ``reason`` says it with the
+    numbers (``cap: high tier 10/month reached (10 sent since 2026-11-01)``).
+    """
+
+    __tablename__ = "policy_decisions"
+    __table_args__ = (
+        UniqueConstraint("touch_id", "plan_date"),
+        UniqueConstraint("task_id", "plan_date"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # One of the two: the touch, or the call task, decided.
+    touch_id: Mapped[int | None] = mapped_column(ForeignKey("touches.id"))
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    plan_date: Mapped[dt.date] = mapped_column(Date)
+    playbook: Mapped[str | None] = mapped_column(String(64))
+    step: Mapped[str | None] = mapped_column(String(64))
+    template: Mapped[str | None] = mapped_column(String(128))
+    priority: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(12))
+    rule: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    send_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cost_fen: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The plan summary reads a date; `baoke plan explain` reads one customer's decisions.
+Index("ix_policy_decisions_plan_date", PolicyDecision.plan_date)
+Index("ix_policy_decisions_customer", PolicyDecision.customer_id, PolicyDecision.plan_date)
+
+
+class OutboxEntry(Base):
+    """A scheduled touch waiting to be sent: the dispatcher's work queue.
+
+    One row per touch (the touch's idempotency key travels with it to the provider), due at
+    the send time the contact policy chose.
+    """
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    touch_id: Mapped[int] = mapped_column(ForeignKey("touches.id"), unique=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now(), nullable=False
+    )
+
+
+Index("ix_outbox_due", OutboxEntry.status, OutboxEntry.due_at)
 
 
 def table(model: type[Base]) -> Table:
