@@ -273,3 +273,27 @@ def test_summary_and_explanation_read_the_stored_plan(world: World) -> None:
     channels = {c["channel"]: c for c in found["channels"]}
     assert channels["sms"]["consent"] == "granted" and channels["sms"]["reachable"]
     assert audit == [("policy.explain", str(cid))]
+
+
+def test_a_plan_that_fails_half_way_leaves_the_day_open(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import baoke.policy.plan as plan_module
+
+    cid = world.owner(customer_id=_not_held_out(world))
+    touch = _touch(world, cid, local(D, 10))
+    real = plan_module.bulk_insert
+
+    def fail_on_outbox(conn: Any, table: Any, frame: pl.DataFrame) -> None:
+        if table.name == "outbox":
+            raise RuntimeError("disk full")  # after the touches and decisions were written
+        real(conn, table, frame)
+
+    monkeypatch.setattr(plan_module, "bulk_insert", fail_on_outbox)
+    with pytest.raises(RuntimeError):
+        plan_day(world.settings, world.engine, D)
+    assert _touch_row(world, touch)["status"] == "candidate"
+    assert _decisions(world, cid) == []
+    monkeypatch.setattr(plan_module, "bulk_insert", real)
+    assert _plan(world, D) == {"scheduled": 1}
+    assert world.frame("SELECT count(*) AS n FROM outbox")["n"][0] == 1

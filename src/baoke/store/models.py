@@ -374,7 +374,9 @@ class Task(Timestamped, Base):
     planned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+# The policy finds the calls it has not reviewed, and counts the month's calls by their moment.
 Index("ix_tasks_planned_at", Task.planned_at)
+Index("ix_tasks_created_at", Task.created_at)
 
 
 class ImportRun(Base):

@@ -85,6 +85,7 @@ def upgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("planned_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index("ix_tasks_planned_at", ["planned_at"], unique=False)
+        batch_op.create_index("ix_tasks_created_at", ["created_at"], unique=False)
 
     with op.batch_alter_table("touches", schema=None) as batch_op:
         batch_op.add_column(sa.Column("proposed_at", sa.DateTime(timezone=True), nullable=True))
@@ -103,6 +104,7 @@ def downgrade() -> None:
         batch_op.drop_column("proposed_at")
 
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index("ix_tasks_created_at")
         batch_op.drop_index("ix_tasks_planned_at")
         batch_op.drop_column("planned_at")
 
