@@ -93,3 +93,22 @@ def test_td_reply_unsubscribes_and_ends_marketing_now(setup: tuple[World, TestCl
         ).all()
     assert consent.granted is False or consent.granted == 0
     assert ("consent.withdraw",) in [tuple(a) for a in audit]
+
+
+def test_the_plan_and_one_customers_explanation(setup: tuple[World, TestClient]) -> None:
+    world, client = setup
+    cid = world.owner(visits=((D - dt.timedelta(days=100), 900),), customer_id=951)
+    world.run(D)
+    assert client.get(f"/api/plan?date={D}").status_code == 401
+    plan = client.get(f"/api/plan?date={D}", headers=_auth()).json()
+    assert plan["day"] == D.isoformat() and plan["candidates"] >= 1
+    found = client.get(f"/api/customers/{cid}/plan?date={D}", headers=_auth()).json()
+    assert found["customer_id"] == cid and found["decisions"]
+    assert "****" in found["mobile"]
+    assert client.get("/api/plan?date=2026-13-01", headers=_auth()).status_code == 422
+    assert client.get("/api/customers/99999/plan", headers=_auth()).status_code == 404
+    with world.engine.connect() as conn:
+        actors = conn.execute(
+            select(m.AuditEntry.actor).where(m.AuditEntry.action == "policy.explain")
+        ).all()
+    assert actors == [("api",)]

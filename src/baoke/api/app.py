@@ -9,20 +9,27 @@ a 422 and changes nothing.
 Every request needs ``Authorization: Bearer <BAOKE_API_TOKEN>``; without a configured token
 the API refuses everything (a missing secret must not mean an open door). The token is
 compared in constant time and never logged.
+
+``GET /api/plan?date=D`` is the contact policy's stored plan of a day (as ``baoke plan
+--json``); ``GET /api/customers/{id}/plan?date=D`` explains one customer's decisions (as
+``baoke plan explain``, mobile masked, written to the audit log).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Header, HTTPException
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
 from sqlalchemy import Engine
 
 from baoke.config import Settings
 from baoke.errors import InputError
 from baoke.journeys.event_files import read_event_rows
 from baoke.journeys.run import react
+from baoke.policy.explain import explain_customer, find_customer
+from baoke.policy.plan import summarise
 from baoke.store.db import ensure_schema, make_engine
 
 __all__ = ["create_app"]
@@ -73,5 +80,21 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             "touches": moved.touches,
             "tasks": moved.tasks,
         }
+
+    @app.get("/api/plan", dependencies=[Depends(authorised)])
+    def get_plan(date: Annotated[dt.date, Query()]) -> dict[str, Any]:
+        with store.connect() as conn:
+            return summarise(conn, date)
+
+    @app.get("/api/customers/{customer}/plan", dependencies=[Depends(authorised)])
+    def get_explanation(
+        customer: int, date: Annotated[dt.date | None, Query()] = None
+    ) -> dict[str, Any]:
+        with store.begin() as conn:
+            try:
+                cid = find_customer(conn, str(customer))
+            except InputError as exc:
+                raise HTTPException(404, str(exc)) from exc
+            return explain_customer(conn, settings, cid, date, actor="api")
 
     return app

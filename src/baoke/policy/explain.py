@@ -75,7 +75,12 @@ def find_customer(conn: Connection, who: str) -> int:
 
 
 def explain_customer(
-    conn: Connection, settings: Settings, customer: int, day: dt.date | None
+    conn: Connection,
+    settings: Settings,
+    customer: int,
+    day: dt.date | None,
+    *,
+    actor: str = "cli",
 ) -> dict[str, Any]:
     """The customer, this month's use of the caps, the channels, and the day's decisions.
 
@@ -122,7 +127,7 @@ def explain_customer(
         "channels": _channels(conn, customer),
         "decisions": [_decision(row, labels, settings) for row in decisions.to_dicts()],
     }
-    _audit(conn, customer, day)
+    _audit(conn, customer, day, actor)
     return result
 
 
@@ -203,11 +208,11 @@ def _channels(conn: Connection, customer: int) -> list[dict[str, Any]]:
     return out
 
 
-def _audit(conn: Connection, customer: int, day: dt.date | None) -> None:
+def _audit(conn: Connection, customer: int, day: dt.date | None, actor: str) -> None:
     conn.execute(
         insert(table(m.AuditEntry)).values(
             at=dt.datetime.now(dt.UTC),
-            actor="cli",
+            actor=actor,
             action="policy.explain",
             entity="customer",
             entity_id=str(customer),
