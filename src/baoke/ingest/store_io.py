@@ -81,12 +81,16 @@ def fetch_by_keys(
     key: Sequence[str],
     keys: pl.DataFrame,
     columns: Sequence[str],
+    *,
+    where: str = "",
 ) -> pl.DataFrame:
     """Rows of ``table`` whose ``key`` columns match a row of ``keys``; only ``columns`` returned.
 
     ``keys`` holds the key columns (named as in the table); nulls are skipped. A single-column
     key goes straight to the driver (one ``= ANY`` query on PostgreSQL, chunked ``IN`` on
-    SQLite): this lookup runs for every batch of every import and must stay cheap.
+    SQLite): this lookup runs for every batch of every import and must stay cheap. ``where``
+    narrows a single-column lookup further in SQL (a fixed condition without parameters, e.g.
+    ``type IN ('a', 'b')``), so rows the caller would drop are never sent.
     """
     wanted = list(dict.fromkeys([*key, *columns]))
     schema = {name: polars_dtype(table.c[name]) for name in wanted}
@@ -94,7 +98,10 @@ def fetch_by_keys(
     if distinct.height == 0:
         return pl.DataFrame(schema=schema)
     if len(key) == 1:
-        return _fetch_single_key(conn, table, key[0], distinct.get_column(key[0]), wanted, schema)
+        values = distinct.get_column(key[0])
+        return _fetch_single_key(conn, table, key[0], values, wanted, schema, where)
+    if where:
+        raise ValueError("fetch_by_keys: where narrows single-column lookups only")
     if conn.dialect.name == "postgresql":
         return _fetch_composite_pg(conn, table, key, distinct, wanted, schema)
     if conn.dialect.name == "sqlite":
@@ -115,22 +122,27 @@ def _fetch_single_key(
     values: pl.Series,
     wanted: list[str],
     schema: dict[str, pl.DataType],
+    where: str = "",
 ) -> pl.DataFrame:
     raw = conn.connection.driver_connection
     assert raw is not None
     names = ", ".join(wanted)
+    narrow = f" AND ({where})" if where else ""
     cursor = raw.cursor()
     rows: list[Any] = []
     try:
         if conn.dialect.name == "postgresql":
             cursor.execute(
-                f"SELECT {names} FROM {table.name} WHERE {key} = ANY(%s)", (values.to_list(),)
+                f"SELECT {names} FROM {table.name} WHERE {key} = ANY(%s){narrow}",
+                (values.to_list(),),
             )
             rows = cursor.fetchall()
             return to_utc(_frame(rows, schema))
         for chunk in _chunks(values.to_list(), KEY_CHUNK):
             marks = ",".join("?" * len(chunk))
-            cursor.execute(f"SELECT {names} FROM {table.name} WHERE {key} IN ({marks})", chunk)
+            cursor.execute(
+                f"SELECT {names} FROM {table.name} WHERE {key} IN ({marks}){narrow}", chunk
+            )
             rows.extend(cursor.fetchall())
     finally:
         cursor.close()

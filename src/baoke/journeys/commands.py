@@ -30,7 +30,7 @@ from baoke.journeys.steps import UTC
 from baoke.playbooks.templates import TemplateError
 from baoke.store.db import STORE_FAILURES, ensure_schema, make_engine
 
-__all__ = ["candidates_command", "events_app", "journeys_app", "run_command"]
+__all__ = ["candidates_command", "events_app", "journeys_app", "parse_day", "run_command"]
 
 events_app = typer.Typer(help="Events: ingest a file and react at once.", no_args_is_help=True)
 journeys_app = typer.Typer(
@@ -45,7 +45,8 @@ def _engine(settings: Settings) -> Engine:
     return engine
 
 
-def _day(text: str | None, settings: Settings) -> dt.date:
+def parse_day(text: str | None, settings: Settings) -> dt.date:
+    """The ``--date`` option's business date (default today), or one clear error."""
     if text is None:
         return dt.datetime.now(settings.zone).date()
     try:
@@ -76,7 +77,7 @@ def run_command(
 ) -> None:
     """Run one day: refresh profiles, react to events, enrol, and advance every journey."""
     settings = load_settings()
-    day = _day(date, settings)
+    day = parse_day(date, settings)
     engine = _engine(settings)
     try:
         result = run_day(settings, engine, day, refresh=not skip_profiles)
@@ -273,7 +274,7 @@ def candidates_command(
 ) -> None:
     """The candidate touches and tasks of a day, rendered for the customer (names masked)."""
     settings = load_settings()
-    day = _day(date, settings)
+    day = parse_day(date, settings)
     engine = _engine(settings)
     start = dt.datetime.combine(day, dt.time(0), settings.zone).astimezone(dt.UTC)
     end = start + dt.timedelta(days=1)

@@ -603,7 +603,12 @@ def complaints_open_by_events(conn: Connection, customers: pl.Series) -> pl.Data
     """
     keys = pl.DataFrame({"customer_id": customers.unique()})
     events = fetch_by_keys(
-        conn, table(m.Event), ["customer_id"], keys, ["type", "occurred_at", "attributes"]
+        conn,
+        table(m.Event),
+        ["customer_id"],
+        keys,
+        ["type", "occurred_at", "attributes"],
+        where="type IN ('complaint_opened', 'complaint_resolved')",
     )
     resolved = (
         events.filter(pl.col("type") == "complaint_resolved")

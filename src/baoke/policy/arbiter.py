@@ -258,7 +258,8 @@ def _prepare(inputs: Inputs, policy: PolicySettings) -> pl.DataFrame:
             pl.Series("share", share),
             service.alias("service"),
             _rank_of(pl.col("priority")).alias("prank"),
-            pl.col("tier").fill_null("none"),
+            # A tier the policy does not know (none, or a custom one) is treated as none.
+            pl.when(pl.col("tier").is_in(list(TIERS))).then("tier").otherwise(pl.lit("none")),
             open_s.alias("policy_open"),
             close_s.alias("policy_close"),
             _seconds(pl.col("contact_from")).alias("c_from"),
@@ -334,7 +335,7 @@ def _channel_options(cands: pl.DataFrame, inputs: Inputs, policy: PolicySettings
         .then(
             pl.format(
                 "unsubscribed on {}{}",
-                pl.col("consent_at").dt.strftime("%Y-%m-%d"),
+                pl.col("consent_at").dt.convert_time_zone(str(inputs.zone)).dt.strftime("%Y-%m-%d"),
                 pl.when(pl.col("consent_detail").is_not_null())
                 .then(pl.format(" ({})", pl.col("consent_detail")))
                 .otherwise(pl.lit("")),
@@ -383,22 +384,30 @@ def _with_scores(options: pl.DataFrame, inputs: Inputs, policy: PolicySettings) 
     mix = pl.when(pl.col("target").is_not_null()).then(
         (pl.col("target") - share) * choice.mix_weight_fen
     )
-    return (
-        options.join(priors, on="channel", how="left")
+    # All but the preference depends on the (tier, channel) pair alone: worked out once per
+    # pair, then joined to the options once.
+    pairs = (
+        options.select("tier", "channel")
+        .unique()
+        .join(priors, on="channel", how="left")
         .join(inputs.stats, on=["tier", "channel"], how="left")
         .join(inputs.mix, on=["tier", "channel"], how="left")
         .join(tier_totals, on="tier", how="left")
         .join(targets, on=["tier", "channel"], how="left")
-        .with_columns(expected.alias("expected"))
+        .with_columns(expected.alias("expected"), mix.fill_null(0.0).alias("_mix"))
+        .drop("prior", "sent", "responded", "n", "tier_n", "target")
+    )
+    return (
+        options.join(pairs, on=["tier", "channel"], how="left")
         .with_columns(
             (
                 pl.col("expected") * choice.response_value_fen
                 - pl.col("cost_fen")
                 - pl.col("position") * choice.preference_fen
-                + mix.fill_null(0.0)
+                + pl.col("_mix")
             ).alias("score")
         )
-        .drop("prior", "sent", "responded", "n", "tier_n", "target")
+        .drop("_mix")
     )
 
 
@@ -484,8 +493,10 @@ def _single_rules(
     cands = cands.filter(~complaint)
 
     usable = options.filter(pl.col("blocked").is_null()).select("candidate_id").unique()
+    unusable = cands.join(usable, on="candidate_id", how="anti")
+    # Only the candidates left without a channel need their reasons spelled out.
     why = (
-        options.join(cands.select("candidate_id"), on="candidate_id", how="semi")
+        options.join(unusable.select("candidate_id"), on="candidate_id", how="semi")
         .sort("candidate_id", "position")
         .group_by("candidate_id", maintain_order=True)
         .agg(
@@ -493,9 +504,7 @@ def _single_rules(
             pl.col("block_rule").first().alias("first_rule"),
         )
     )
-    unusable = cands.join(usable, on="candidate_id", how="anti").join(
-        why, on="candidate_id", how="left"
-    )
+    unusable = unusable.join(why, on="candidate_id", how="left")
     out.append(
         _decided(
             unusable,
@@ -534,6 +543,7 @@ def _place_in_hours(cands: pl.DataFrame, inputs: Inputs) -> tuple[pl.DataFrame, 
     cands = cands.filter(~empty)
     start = _local_midnight(day, zone)
     floor = max(start, inputs.not_before) if inputs.not_before is not None else start
+    floor = floor.astimezone(dt.UTC)  # given in any zone; a literal of the UTC dtype must be UTC
     opens = _at_local(day, pl.col("win_open"), zone)
     closes = _at_local(day, pl.col("win_close"), zone)
     cands = cands.with_columns(
@@ -911,19 +921,22 @@ def _count_round(
     if sent.height == 0:
         return customers, channels
     mkt = (~pl.col("service")).cast(pl.Int64)
+    # The one-a-day rule counts messages only (as _initial_state does): a call is no message.
+    message = ~pl.col("service") & ~pl.col("is_task")
     label = pl.format("{}/{} ({})", "playbook", "step", "priority")
     add_c = sent.group_by("customer_id").agg(
-        mkt.sum().alias("d"),
-        pl.when(~pl.col("service")).then(label).drop_nulls().first().alias("lbl"),
+        message.cast(pl.Int64).sum().alias("d"),
+        mkt.sum().alias("m"),
+        pl.when(message).then(label).drop_nulls().first().alias("lbl"),
     )
     customers = (
         customers.join(add_c, on="customer_id", how="full", coalesce=True)
         .with_columns(
             (pl.col("day_mkt").fill_null(0) + pl.col("d").fill_null(0)).alias("day_mkt"),
-            (pl.col("month_mkt").fill_null(0) + pl.col("d").fill_null(0)).alias("month_mkt"),
+            (pl.col("month_mkt").fill_null(0) + pl.col("m").fill_null(0)).alias("month_mkt"),
             pl.coalesce("day_first", "lbl").alias("day_first"),
         )
-        .drop("d", "lbl")
+        .drop("d", "m", "lbl")
     )
     add_ch = sent.group_by("customer_id", "channel").agg(
         pl.len().cast(pl.Int64).alias("a"), mkt.sum().alias("k")
@@ -943,15 +956,46 @@ def _count_round(
     return customers, channels
 
 
+# Candidate columns the rules of one candidate use and the rounds do not.
+_DONE_WITH = (
+    "moment",
+    "proposed_at",
+    "contact_from",
+    "contact_to",
+    "complaint_since",
+    "share",
+    "policy_open",
+    "policy_close",
+    "win_open",
+    "win_close",
+    "hours_note",
+    "closes_at",
+)
+
+
 def arbitrate(inputs: Inputs, policy: PolicySettings) -> Plan:
     """Decide every candidate of the day (see the module doc); deterministic for its inputs."""
     cands = _prepare(inputs, policy)
     options = _channel_options(cands, inputs, policy)
-    decisions, open_ = _single_rules(cands, options, inputs, policy)
-    open_ = open_.sort(["customer_id", "prank", "send_at", "candidate_id"]).with_columns(
-        pl.int_range(pl.len()).over("customer_id").alias("rank")
+    # From here on the options stand for the channel lists: every filter and join of the
+    # candidates is cheaper without a list column to copy.
+    decisions, open_ = _single_rules(cands.drop("channels"), options, inputs, policy)
+    # The rounds need neither the customer's facts nor the send window any more (only its
+    # result, send_at and next_open): fewer columns to sort, filter and join in every round.
+    open_ = (
+        open_.drop(*_DONE_WITH)
+        .sort(["customer_id", "prank", "send_at", "candidate_id"])
+        .with_columns(pl.int_range(pl.len()).over("customer_id").alias("rank"))
     )
+    # The rounds read only the open candidates' options, and the counts of the channels they
+    # could use (the other pairs are never looked up): fewer rows to join, round after round.
+    options = options.join(open_.select("candidate_id"), on="candidate_id", how="semi")
     customers, channels = _initial_state(inputs, policy)
+    channels = channels.join(
+        options.filter(pl.col("blocked").is_null()).select("customer_id", "channel"),
+        on=["customer_id", "channel"],
+        how="semi",
+    )
     caps = _cap_frame(policy)
     budgets = _Budgets(inputs, policy)
     rounds = int(open_.select(pl.col("rank").max() + 1).item() or 0)
@@ -965,5 +1009,11 @@ def arbitrate(inputs: Inputs, policy: PolicySettings) -> Plan:
         pl.concat(frames, how="vertical_relaxed").cast(DECISION_SCHEMA)  # type: ignore[arg-type]
         if frames
         else pl.DataFrame(schema=DECISION_SCHEMA)
+    )
+    # A dropped candidate is neither sent nor paid for: no time, no cost.
+    dropped = pl.col("outcome") == "suppressed"
+    result = result.with_columns(
+        pl.when(dropped).then(None).otherwise(pl.col("send_at")).alias("send_at"),
+        pl.when(dropped).then(0).otherwise(pl.col("cost_fen")).alias("cost_fen"),
     )
     return Plan(inputs.day, result.sort("candidate_id"), rounds)

@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from baoke.config import Settings, load_settings
-from baoke.errors import BaokeError, InputError
+from baoke.config import load_settings
+from baoke.errors import BaokeError
+from baoke.journeys.commands import parse_day
 from baoke.policy.explain import explain_customer, find_customer
 from baoke.policy.plan import plan_day, summarise, summary_of
 from baoke.store.db import STORE_FAILURES, ensure_schema, make_engine
@@ -32,15 +33,6 @@ plan_app = typer.Typer(
 console = Console()
 
 _DATE = typer.Option("--date", help="business date YYYY-MM-DD (default today)")
-
-
-def _day(text: str | None, settings: Settings) -> dt.date:
-    if text is None:
-        return dt.datetime.now(settings.zone).date()
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise InputError(f"--date must be a date like 2026-11-01, not {text!r}") from None
 
 
 def _yuan(fen: int) -> str:
@@ -60,7 +52,7 @@ def plan_command(
     if ctx.invoked_subcommand is not None:
         return
     settings = load_settings()
-    day = _day(date, settings)
+    day = parse_day(date, settings)
     engine = make_engine(settings.url)
     ensure_schema(engine)
     today = dt.datetime.now(settings.zone).date()
@@ -136,7 +128,7 @@ def explain_command(
     settings = load_settings()
     engine = make_engine(settings.url)
     ensure_schema(engine)
-    day = _day(date, settings) if date else None
+    day = parse_day(date, settings) if date else None
     try:
         with engine.begin() as conn:
             cid = find_customer(conn, customer)

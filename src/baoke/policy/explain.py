@@ -19,7 +19,7 @@ from baoke.errors import InputError
 from baoke.ingest.store_io import query_frame
 from baoke.journeys.catalog import load_catalog
 from baoke.journeys.context import build_contexts
-from baoke.policy.arbiter import UTC, month_start
+from baoke.policy.arbiter import DECISION_SCHEMA, month_start
 from baoke.policy.inputs import COUNTED, channel_access
 from baoke.privacy import mask_mobile
 from baoke.store import models as m
@@ -36,21 +36,16 @@ OUTCOME_WORDS = {
 }
 """How each outcome reads to a store manager."""
 
+# The stored decision: the arbiter's, keyed by touch or task, with its plan date.
 _DECISION_SCHEMA: dict[str, pl.DataType] = {
     "touch_id": pl.Int64(),
     "task_id": pl.Int64(),
     "plan_date": pl.Date(),
-    "playbook": pl.String(),
-    "step": pl.String(),
-    "template": pl.String(),
-    "priority": pl.String(),
-    "tier": pl.String(),
-    "outcome": pl.String(),
-    "rule": pl.String(),
-    "channel": pl.String(),
-    "send_at": UTC,
-    "cost_fen": pl.Int64(),
-    "reason": pl.String(),
+    **{
+        k: v
+        for k, v in DECISION_SCHEMA.items()
+        if k not in ("candidate_id", "is_task", "customer_id")
+    },
 }
 
 

@@ -66,9 +66,20 @@ def load_inputs(
     """The day's open candidates and everything the arbiter needs about their customers."""
     end = _local_start(day + dt.timedelta(days=1), zone)
     candidates = _candidates(conn, catalog, end)
+    if candidates.height == 0:
+        # Nothing open (a rerun, a quiet event batch): nothing else is worth reading.
+        return Inputs(
+            day,
+            zone,
+            candidates,
+            pl.DataFrame(schema=CUSTOMER_SCHEMA),
+            pl.DataFrame(schema=ACCESS_SCHEMA),
+            not_before=not_before,
+        )
     customers = candidates["customer_id"].unique()
     window = _local_start(min(month_start(day), week_start(day)), zone)
     lookback = _local_start(day - dt.timedelta(days=policy.choice.lookback_days), zone)
+    spend, mix = _committed(conn, month_start(day), day)
     return Inputs(
         day=day,
         zone=zone,
@@ -76,8 +87,8 @@ def load_inputs(
         customers=_customers(conn, customers),
         access=channel_access(conn, candidates),
         usage=_usage(conn, catalog, customers, window, end),
-        spend=_spend(conn, month_start(day), day),
-        mix=_mix(conn, month_start(day), day),
+        spend=spend,
+        mix=mix,
         stats=_stats(conn, lookback, end),
         not_before=not_before,
     )
@@ -311,8 +322,9 @@ def _consents(conn: Connection, ids: pl.Series) -> pl.DataFrame:
         table(m.Consent),
         ["customer_id"],
         pl.DataFrame({"customer_id": ids}),
-        ["channel", "purpose", "granted", "basis", "granted_at", "withdrawn_at", "source"],
-    ).filter(pl.col("purpose") == "marketing")
+        ["channel", "granted", "basis", "granted_at", "withdrawn_at", "source"],
+        where="purpose = 'marketing'",
+    )
     withdrawn = pl.col("withdrawn_at").is_not_null() & (
         ~pl.col("granted")
         | pl.col("granted_at").is_null()
@@ -346,8 +358,13 @@ def _wecom_friends(conn: Connection, ids: pl.Series) -> pl.DataFrame:
         conn, table(m.WecomRelation), ["customer_id"], keys, ["added_at", "deleted_at"]
     )
     events = fetch_by_keys(
-        conn, table(m.Event), ["customer_id"], keys, ["type", "occurred_at", "attributes"]
-    ).filter(pl.col("type").is_in(["wecom_friend_added", "wecom_friend_deleted"]))
+        conn,
+        table(m.Event),
+        ["customer_id"],
+        keys,
+        ["type", "occurred_at", "attributes"],
+        where="type IN ('wecom_friend_added', 'wecom_friend_deleted')",
+    )
     by_customer = (
         pl.col("attributes").str.json_path_match("$.deleted_by").fill_null("customer") == "customer"
     )
@@ -418,28 +435,31 @@ def _usage(
     )
 
 
-def _spend(conn: Connection, first: dt.date, day: dt.date) -> pl.DataFrame:
-    """What the policy has committed this month, per playbook: touches and calls it let go."""
-    return query_frame(
+def _committed(conn: Connection, first: dt.date, day: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """What the policy let go this month (touches and calls): spend per playbook, and the
+    count per tier (as decided) and channel for the mix."""
+    rows = query_frame(
         conn,
-        "SELECT playbook, sum(cost_fen) AS spent_fen FROM policy_decisions "
-        "WHERE outcome = 'scheduled' AND plan_date >= ? AND plan_date <= ? "
-        "AND playbook IS NOT NULL GROUP BY playbook",
+        "SELECT playbook, tier, channel, count(*) AS n, sum(cost_fen) AS spent_fen "
+        "FROM policy_decisions WHERE outcome = 'scheduled' AND plan_date >= ? "
+        "AND plan_date <= ? GROUP BY playbook, tier, channel",
         [first, day],
-        SPEND_SCHEMA,
+        {
+            "playbook": pl.String(),
+            "tier": pl.String(),
+            "channel": pl.String(),
+            "n": pl.Int64(),
+            "spent_fen": pl.Int64(),
+        },
     )
-
-
-def _mix(conn: Connection, first: dt.date, day: dt.date) -> pl.DataFrame:
-    """This month's touches and calls per tier (as decided) and channel."""
-    return query_frame(
-        conn,
-        "SELECT tier, channel, count(*) AS n FROM policy_decisions "
-        "WHERE outcome = 'scheduled' AND plan_date >= ? AND plan_date <= ? "
-        "GROUP BY tier, channel",
-        [first, day],
-        MIX_SCHEMA,
+    spend = (
+        rows.filter(pl.col("playbook").is_not_null())
+        .group_by("playbook")
+        .agg(pl.col("spent_fen").sum())
+        .cast(SPEND_SCHEMA)  # type: ignore[arg-type]
     )
+    mix = rows.group_by("tier", "channel").agg(pl.col("n").sum()).cast(MIX_SCHEMA)  # type: ignore[arg-type]
+    return spend.select(list(SPEND_SCHEMA)), mix.select(list(MIX_SCHEMA))
 
 
 def _stats(conn: Connection, since: dt.datetime, end: dt.datetime) -> pl.DataFrame:
