@@ -343,14 +343,26 @@ def _withdraw(conn: Connection, rows: pl.DataFrame) -> None:
     # Only the event's own columns: its ``id`` (the event's) must not pass for a consent id.
     rows = rows.select("customer_id", "channel", "type", "event_key", "occurred_at")
     keyed = rows.with_columns(pl.lit("marketing").alias("purpose"))
-    existing = fetch_by_keys(conn, consents, ["customer_id", "channel", "purpose"], keyed, ["id"])
-    both = keyed.join(existing, on=["customer_id", "channel", "purpose"], how="left")
+    existing = fetch_by_keys(
+        conn,
+        consents,
+        ["customer_id", "channel", "purpose"],
+        keyed,
+        ["id", "granted", "withdrawn_at"],
+    )
+    both = keyed.join(
+        existing.rename({"withdrawn_at": "was_withdrawn_at"}),
+        on=["customer_id", "channel", "purpose"],
+        how="left",
+    )
+    # A consent already withdrawn keeps its first withdrawal (and what made it).
+    already = ~pl.col("granted").fill_null(True) & pl.col("was_withdrawn_at").is_not_null()
     bulk_update(
         conn,
         consents,
         # The source names what withdrew it (a TD reply …): the explanation of a dropped
         # message says so, and the daily run does not take it for an imported withdrawal.
-        both.filter(pl.col("id").is_not_null()).select(
+        both.filter(pl.col("id").is_not_null() & ~already).select(
             "id",
             pl.lit(False).alias("granted"),
             pl.col("occurred_at").alias("withdrawn_at"),

@@ -275,7 +275,8 @@ SELECT
     first_visit_date, last_visit_date,
     CASE WHEN is_owner THEN days_since_last_visit END AS days_since_last_visit,
     visit_interval_days, first_maintenance_done, last_maintenance_date,
-    odometer_km, odometer_date, ROUND(km_per_day, 2) AS km_per_day,
+    -- Rounded half up by hand: ROUND on a double breaks ties differently on DuckDB and Spark.
+    odometer_km, odometer_date, FLOOR(km_per_day * 100 + 0.5) / 100 AS km_per_day,
     next_maintenance_due_date, next_maintenance_due_km,
     DATE_DIFF('day', {as_of}, next_maintenance_due_date) AS days_to_maintenance,
     insurance_expiry, DATE_DIFF('day', {as_of}, insurance_expiry) AS days_to_insurance_expiry,
