@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 from sqlalchemy import Connection, insert
@@ -119,7 +120,7 @@ def explain_customer(
             "cap": policy.monthly_caps.get(tier, policy.monthly_caps["none"]),
             "by_channel": used["by_channel"],
         },
-        "channels": _channels(conn, customer),
+        "channels": _channels(conn, customer, settings.zone),
         "decisions": [_decision(row, labels, settings) for row in decisions.to_dicts()],
     }
     _audit(conn, customer, day, actor)
@@ -181,15 +182,15 @@ def _used_this_month(
     return {"marketing": marketing.height, "by_channel": by_channel}
 
 
-def _channels(conn: Connection, customer: int) -> list[dict[str, Any]]:
+def _channels(conn: Connection, customer: int, zone: ZoneInfo) -> list[dict[str, Any]]:
     probe = pl.DataFrame(
         {"customer_id": [customer], "channels": [list(CHANNELS)]},
         schema={"customer_id": pl.Int64(), "channels": pl.List(pl.String())},
     )
-    access = channel_access(conn, probe)
+    access = channel_access(conn, probe, zone)
     out = []
     for row in access.sort("channel").to_dicts():
-        at = row["consent_at"].strftime("%Y-%m-%d") if row["consent_at"] else None
+        at = row["consent_at"].astimezone(zone).strftime("%Y-%m-%d") if row["consent_at"] else None
         out.append(
             {
                 "channel": row["channel"],

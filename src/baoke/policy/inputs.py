@@ -85,7 +85,7 @@ def load_inputs(
         zone=zone,
         candidates=candidates,
         customers=_customers(conn, customers),
-        access=channel_access(conn, candidates),
+        access=channel_access(conn, candidates, zone),
         usage=_usage(conn, catalog, customers, window, end),
         spend=spend,
         mix=mix,
@@ -231,7 +231,7 @@ def _customers(conn: Connection, ids: pl.Series) -> pl.DataFrame:
     )
 
 
-def channel_access(conn: Connection, candidates: pl.DataFrame) -> pl.DataFrame:
+def channel_access(conn: Connection, candidates: pl.DataFrame, zone: ZoneInfo) -> pl.DataFrame:
     """Reachability and consent for every (customer, channel) a candidate may use."""
     pairs = (
         candidates.select("customer_id", pl.col("channels").alias("channel"))
@@ -283,7 +283,9 @@ def channel_access(conn: Connection, candidates: pl.DataFrame) -> pl.DataFrame:
             .then(
                 pl.format(
                     "not a WeCom friend (deleted on {})",
-                    pl.col("friend_deleted_at").dt.strftime("%Y-%m-%d"),
+                    pl.col("friend_deleted_at")
+                    .dt.convert_time_zone(str(zone))
+                    .dt.strftime("%Y-%m-%d"),
                 )
             )
             .otherwise(pl.lit("not a WeCom friend"))
