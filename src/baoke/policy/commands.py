@@ -106,6 +106,18 @@ def print_summary(summary: dict[str, Any], out: Console | None = None) -> None:
         con.print(held)
 
 
+def _channel_state(ch: dict[str, Any]) -> str:
+    if not ch["reachable"]:
+        return f"✗ {ch['unreachable_why']}"
+    if ch["consent"] == "granted":
+        basis = ", ".join(x for x in (ch["consent_detail"], ch["consent_at"]) if x)
+        return "✓ consent" + (f" ({basis})" if basis else "")
+    if ch["consent"] == "withdrawn":
+        how = ", ".join(x for x in (ch["consent_at"], ch["consent_detail"]) if x)
+        return "✗ unsubscribed" + (f" ({how})" if how else "")
+    return "~ reachable, no marketing consent (service notices only, where the law allows)"
+
+
 def _table(rows: list[dict[str, Any]], key: str) -> Table:
     table = Table(title=f"by {key}")
     table.add_column(key)
@@ -160,18 +172,9 @@ def print_explanation(found: dict[str, Any], out: Console | None = None) -> None
             else ""
         )
     )
-    parts = []
+    con.print("  channels:")
     for ch in found["channels"]:
-        if not ch["reachable"]:
-            parts.append(f"{ch['channel']} ✗ {ch['unreachable_why']}")
-        elif ch["consent"] == "granted":
-            basis = ", ".join(x for x in (ch["consent_detail"], ch["consent_at"]) if x)
-            parts.append(f"{ch['channel']} ✓" + (f" ({basis})" if basis else ""))
-        elif ch["consent"] == "withdrawn":
-            parts.append(f"{ch['channel']} ✗ unsubscribed {ch['consent_at'] or ''}".rstrip())
-        else:
-            parts.append(f"{ch['channel']} ~ reachable, no marketing consent")
-    con.print("  channels: " + escape(" · ".join(parts)))
+        con.print(f"    {ch['channel']:<6} " + escape(_channel_state(ch)))
     if not found["decisions"]:
         con.print(
             "  no candidate messages for this customer"

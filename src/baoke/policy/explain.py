@@ -189,7 +189,8 @@ def _channels(conn: Connection, customer: int, zone: ZoneInfo) -> list[dict[str,
     )
     access = channel_access(conn, probe, zone)
     out = []
-    for row in access.sort("channel").to_dicts():
+    order = {c: i for i, c in enumerate(CHANNELS)}
+    for row in sorted(access.to_dicts(), key=lambda r: order.get(r["channel"], len(order))):
         at = row["consent_at"].astimezone(zone).strftime("%Y-%m-%d") if row["consent_at"] else None
         out.append(
             {
