@@ -583,11 +583,18 @@ def _place_in_hours(cands: pl.DataFrame, inputs: Inputs) -> tuple[pl.DataFrame, 
 def _windows(usage: pl.DataFrame, inputs: Inputs, policy: PolicySettings) -> pl.DataFrame:
     """Usage rows flagged by the windows they fall in (today, this week, this month)."""
     zone, day = inputs.zone, inputs.day
-    local = pl.col("at").dt.convert_time_zone(str(zone)).dt.date()
+    # Compared as instants (the windows' local midnights in UTC): no time zone conversion of
+    # millions of rows.
+    at = pl.col("at")
+    end = pl.lit(_local_midnight(day + dt.timedelta(days=1), zone), UTC)
+
+    def since(first: dt.date) -> pl.Expr:
+        return (at >= pl.lit(_local_midnight(first, zone), UTC)) & (at < end)
+
     return usage.with_columns(
-        (local == day).alias("in_day"),
-        ((local >= week_start(day)) & (local <= day)).alias("in_week"),
-        ((local >= month_start(day)) & (local <= day)).alias("in_month"),
+        since(day).alias("in_day"),
+        since(week_start(day)).alias("in_week"),
+        since(month_start(day)).alias("in_month"),
         pl.col("priority").is_in(list(policy.service_classes)).alias("service"),
     )
 
@@ -973,6 +980,13 @@ _DONE_WITH = (
 )
 
 
+def _rank_in_runs(key: str) -> pl.Expr:
+    """0, 1, 2 … within each run of equal ``key`` of a frame sorted by it (no group-by)."""
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    start = pl.when(pl.col(key) != pl.col(key).shift()).then(row).otherwise(None)
+    return (row - start.fill_null(0).cum_max()).alias("rank")
+
+
 def arbitrate(inputs: Inputs, policy: PolicySettings) -> Plan:
     """Decide every candidate of the day (see the module doc); deterministic for its inputs."""
     cands = _prepare(inputs, policy)
@@ -985,7 +999,7 @@ def arbitrate(inputs: Inputs, policy: PolicySettings) -> Plan:
     open_ = (
         open_.drop(*_DONE_WITH)
         .sort(["customer_id", "prank", "send_at", "candidate_id"])
-        .with_columns(pl.int_range(pl.len()).over("customer_id").alias("rank"))
+        .with_columns(_rank_in_runs("customer_id"))
     )
     # The rounds read only the open candidates' options, and the counts of the channels they
     # could use (the other pairs are never looked up): fewer rows to join, round after round.
