@@ -30,7 +30,15 @@ from baoke.journeys.steps import UTC
 from baoke.playbooks.templates import TemplateError
 from baoke.store.db import STORE_FAILURES, ensure_schema, make_engine
 
-__all__ = ["candidates_command", "events_app", "journeys_app", "parse_day", "run_command"]
+__all__ = [
+    "candidates_command",
+    "events_app",
+    "journeys_app",
+    "parse_day",
+    "run_command",
+    "store_engine",
+    "store_failed",
+]
 
 events_app = typer.Typer(help="Events: ingest a file and react at once.", no_args_is_help=True)
 journeys_app = typer.Typer(
@@ -39,7 +47,8 @@ journeys_app = typer.Typer(
 console = Console()
 
 
-def _engine(settings: Settings) -> Engine:
+def store_engine(settings: Settings) -> Engine:
+    """The store of ``settings``, migrated to the newest schema if it is not."""
     engine = make_engine(settings.url)
     ensure_schema(engine)
     return engine
@@ -55,7 +64,8 @@ def parse_day(text: str | None, settings: Settings) -> dt.date:
         raise InputError(f"--date must be a date like 2026-11-01, not {text!r}") from None
 
 
-def _failed(what: str, exc: BaseException) -> BaokeError:
+def store_failed(what: str, exc: BaseException) -> BaokeError:
+    """A store failure as one line, saying that running the command again is safe."""
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return BaokeError(
         f"{what} failed: {first} (run it again: finished work is kept, none is repeated)"
@@ -78,11 +88,11 @@ def run_command(
     """Run one day: refresh profiles, react to events, enrol, and advance every journey."""
     settings = load_settings()
     day = parse_day(date, settings)
-    engine = _engine(settings)
+    engine = store_engine(settings)
     try:
         result = run_day(settings, engine, day, refresh=not skip_profiles)
     except STORE_FAILURES as exc:
-        raise _failed("run", exc) from exc
+        raise store_failed("run", exc) from exc
     if as_json:
         _print_json(result.as_dict())
         return
@@ -126,11 +136,11 @@ def ingest_command(
     if not file.is_file():
         raise InputError(f"no such file: {file}")
     settings = load_settings()
-    engine = _engine(settings)
+    engine = store_engine(settings)
     try:
         read, stored, quarantine, events, moved = ingest_events(settings, engine, file)
     except STORE_FAILURES as exc:
-        raise _failed("event ingest", exc) from exc
+        raise store_failed("event ingest", exc) from exc
     data = {
         "rows_read": read,
         "stored": stored,
@@ -168,7 +178,7 @@ def list_journeys(
 ) -> None:
     """Journeys, newest first, with counts by playbook and status."""
     settings = load_settings()
-    engine = _engine(settings)
+    engine = store_engine(settings)
     where: list[str] = ["1 = 1"]
     params: list[object] = []
     for column, value in (("playbook", playbook), ("status", status), ("customer_id", customer)):
@@ -221,7 +231,7 @@ def show_journey(
 ) -> None:
     """One journey: where it stands, and every decision with its reason."""
     settings = load_settings()
-    engine = _engine(settings)
+    engine = store_engine(settings)
     with engine.connect() as conn:
         found = load_journeys(conn, "id = ?", [journey_id])
         decisions = query_frame(
@@ -275,7 +285,7 @@ def candidates_command(
     """The candidate touches and tasks of a day, rendered for the customer (names masked)."""
     settings = load_settings()
     day = parse_day(date, settings)
-    engine = _engine(settings)
+    engine = store_engine(settings)
     start = dt.datetime.combine(day, dt.time(0), settings.zone).astimezone(dt.UTC)
     end = start + dt.timedelta(days=1)
     extra, params = ("AND playbook = ?", [playbook]) if playbook else ("", [])
@@ -395,7 +405,7 @@ def _render_task(
 def playbook_switch(name: str, enabled: bool, reason: str) -> None:
     """``baoke playbooks disable|enable``: switch enrolment off or on, audited."""
     settings = load_settings()
-    engine = _engine(settings)
+    engine = store_engine(settings)
     with engine.begin() as conn:
         set_enabled(conn, settings, name, enabled, actor="cli", reason=reason)
     state = "enabled" if enabled else "disabled"

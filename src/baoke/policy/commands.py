@@ -18,11 +18,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from baoke.config import load_settings
-from baoke.errors import BaokeError
-from baoke.journeys.commands import parse_day
+from baoke.journeys.commands import parse_day, store_engine, store_failed
 from baoke.policy.explain import explain_customer, find_customer
 from baoke.policy.plan import plan_day, summarise, summary_of
-from baoke.store.db import STORE_FAILURES, ensure_schema, make_engine
+from baoke.store.db import STORE_FAILURES
 
 __all__ = ["plan_app"]
 
@@ -53,8 +52,7 @@ def plan_command(
         return
     settings = load_settings()
     day = parse_day(date, settings)
-    engine = make_engine(settings.url)
-    ensure_schema(engine)
+    engine = store_engine(settings)
     today = dt.datetime.now(settings.zone).date()
     not_before = dt.datetime.now(dt.UTC) if day == today else None
     try:
@@ -65,8 +63,7 @@ def plan_command(
             with engine.connect() as conn:
                 summary = summarise(conn, day)
     except STORE_FAILURES as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BaokeError(f"plan failed: {first} (run it again: nothing was half-written)") from exc
+        raise store_failed("plan", exc) from exc
     summary["decided_now"] = result.as_dict()
     summary["dry_run"] = dry_run
     if as_json:
@@ -138,16 +135,14 @@ def explain_command(
 ) -> None:
     """Each candidate for one customer on a day, and why it was sent, moved or dropped."""
     settings = load_settings()
-    engine = make_engine(settings.url)
-    ensure_schema(engine)
+    engine = store_engine(settings)
     day = parse_day(date, settings) if date else None
     try:
         with engine.begin() as conn:
             cid = find_customer(conn, customer)
             found = explain_customer(conn, settings, cid, day)
     except STORE_FAILURES as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BaokeError(f"explain failed: {first}") from exc
+        raise store_failed("explain", exc) from exc
     if as_json:
         print(json.dumps(found, ensure_ascii=False, indent=2, default=str))
         return

@@ -27,14 +27,6 @@ from baoke.store.models import table
 
 __all__ = ["PlanResult", "plan_day", "summarise"]
 
-# Touch status after each outcome; a rerouted item goes to group / moments content instead.
-_STATUS = {
-    "scheduled": "scheduled",
-    "deferred": "deferred",
-    "rerouted": "rerouted",
-    "suppressed": "suppressed",
-}
-
 
 @dataclass
 class PlanResult:
@@ -134,7 +126,8 @@ def write_plan(conn: Connection, plan: Plan, candidates: pl.DataFrame) -> None:
 def _write_touches(conn: Connection, decided: pl.DataFrame, now: dt.datetime) -> None:
     touches = decided.select(
         pl.col("candidate_id").alias("id"),
-        pl.col("outcome").replace_strict(_STATUS).alias("status"),
+        # The touch's status is the outcome's name (scheduled, deferred, rerouted, suppressed).
+        pl.col("outcome").alias("status"),
         # Where no channel was chosen, the touch keeps its first proposed one (never null).
         pl.coalesce("channel", "first").alias("channel"),
         # A scheduled or deferred touch carries its (new) slot; a dropped one keeps its moment.

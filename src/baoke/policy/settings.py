@@ -91,6 +91,24 @@ def _hours(value: object) -> tuple[dt.time, dt.time]:
     )
 
 
+# DOMAIN's defaults. A table in baoke.toml that names some entries keeps these for the rest:
+# setting the high tier's cap must not drop the mid tier's to nothing, nor lift WeCom's limit.
+_MONTHLY_CAPS = {"high": 10, "mid": 6, "low": 3, "none": 3}
+_CHANNEL_CAPS = {
+    "wecom": ChannelCap(max=1, per="day", counts_service=True),
+    "sms": ChannelCap(max=2, per="week"),
+    "phone": ChannelCap(max=2, per="month"),
+    "push": ChannelCap(max=3, per="week"),
+    "email": ChannelCap(max=4, per="month"),
+}
+_CHANNEL_MIX = {
+    "high": {"wecom": 0.6, "phone": 0.2, "sms": 0.2},
+    "mid": {"wecom": 0.5, "sms": 0.3, "push": 0.2},
+    "low": {"sms": 0.6, "push": 0.4},
+}
+_COST_FEN = {"sms": 7, "wecom": 2, "push": 1, "email": 4, "phone": 750}
+
+
 class PolicySettings(BaseModel):
     """Consent, quiet hours, caps, priorities, budgets, holdout and channel choice."""
 
@@ -110,30 +128,13 @@ class PolicySettings(BaseModel):
     marketing_per_day: int = Field(default=1, ge=0)
     # Marketing touches per customer per month, by value tier (DOMAIN: high 8-10, mid 4-6,
     # low 2-3).
-    monthly_caps: dict[str, int] = Field(
-        default_factory=lambda: {"high": 10, "mid": 6, "low": 3, "none": 3}
-    )
-    channel_caps: dict[str, ChannelCap] = Field(
-        default_factory=lambda: {
-            "wecom": ChannelCap(max=1, per="day", counts_service=True),
-            "sms": ChannelCap(max=2, per="week"),
-            "phone": ChannelCap(max=2, per="month"),
-            "push": ChannelCap(max=3, per="week"),
-            "email": ChannelCap(max=4, per="month"),
-        }
-    )
+    # A table in baoke.toml overrides only the entries it names; the others keep these.
+    monthly_caps: dict[str, int] = Field(default_factory=lambda: dict(_MONTHLY_CAPS))
+    channel_caps: dict[str, ChannelCap] = Field(default_factory=lambda: dict(_CHANNEL_CAPS))
     # The tier's channel mix target (DOMAIN scenario 2), shares of its touches.
-    channel_mix: dict[str, dict[str, float]] = Field(
-        default_factory=lambda: {
-            "high": {"wecom": 0.6, "phone": 0.2, "sms": 0.2},
-            "mid": {"wecom": 0.5, "sms": 0.3, "push": 0.2},
-            "low": {"sms": 0.6, "push": 0.4},
-        }
-    )
+    channel_mix: dict[str, dict[str, float]] = Field(default_factory=lambda: dict(_CHANNEL_MIX))
     # Cost per touch in fen (DOMAIN's matrix, the midpoint rounded up).
-    cost_fen: dict[str, int] = Field(
-        default_factory=lambda: {"sms": 7, "wecom": 2, "push": 1, "email": 4, "phone": 750}
-    )
+    cost_fen: dict[str, int] = Field(default_factory=lambda: dict(_COST_FEN))
     # Monthly budgets in yuan: overall, and per playbook. None or absent: no budget.
     monthly_budget_yuan: int | None = Field(default=None, ge=0)
     playbook_budgets_yuan: dict[str, int] = Field(default_factory=dict)
@@ -173,13 +174,13 @@ class PolicySettings(BaseModel):
             raise ValueError(f"unknown tier {unknown[0]!r}; tiers are {', '.join(TIERS)}")
         if any(n < 0 for n in value.values()):
             raise ValueError("monthly caps are counts of touches, 0 or more")
-        return {**{t: 3 for t in TIERS}, **value}
+        return {**_MONTHLY_CAPS, **value}
 
-    @field_validator("channel_caps", "cost_fen")
+    @field_validator("channel_caps")
     @classmethod
-    def _channels(cls, value: dict[str, object]) -> dict[str, object]:
+    def _caps(cls, value: dict[str, ChannelCap]) -> dict[str, ChannelCap]:
         _known_channels(value)
-        return value
+        return {**_CHANNEL_CAPS, **value}
 
     @field_validator("channel_mix")
     @classmethod
@@ -190,14 +191,15 @@ class PolicySettings(BaseModel):
             _known_channels(shares)
             if any(s < 0 for s in shares.values()) or sum(shares.values()) > 1.000001:
                 raise ValueError(f"channel_mix.{tier}: shares are 0 or more and add up to 1")
-        return value
+        return {**_CHANNEL_MIX, **value}
 
     @field_validator("cost_fen")
     @classmethod
     def _costs(cls, value: dict[str, int]) -> dict[str, int]:
+        _known_channels(value)
         if any(c < 0 for c in value.values()):
             raise ValueError("costs are fen, 0 or more")
-        return {**dict.fromkeys(CHANNELS, 0), **value}
+        return {**_COST_FEN, **value}
 
     @field_validator("playbook_budgets_yuan")
     @classmethod
