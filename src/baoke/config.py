@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from baoke.channels.settings import ChannelSettings, DispatchSettings
 from baoke.errors import ConfigError
 from baoke.policy.settings import PolicySettings
 
@@ -158,6 +159,8 @@ class Settings(BaseSettings):
     profiles: ProfileSettings = Field(default_factory=ProfileSettings)
     messages: MessageSettings = Field(default_factory=MessageSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     # The bearer token the HTTP API accepts (``BAOKE_API_TOKEN``); None: the API refuses all.
     api_token: SecretStr | None = Field(default=None, description="HTTP API bearer token")
 

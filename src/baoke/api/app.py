@@ -12,7 +12,12 @@ compared in constant time and never logged.
 
 ``GET /api/plan?date=D`` is the contact policy's stored plan of a day (as ``baoke plan
 --json``); ``GET /api/customers/{id}/plan?date=D`` explains one customer's decisions (as
-``baoke plan explain``, mobile masked, written to the audit log).
+``baoke plan explain``, mobile masked, written to the audit log). ``GET /api/dispatch`` is
+the outbox's state (as ``baoke dispatch status``); ``POST /api/tasks/{id}/outcome`` logs a
+call (``{"outcome": "not_connected"}``) and the playbooks react at once.
+
+The providers' callbacks and the customers' links are mounted from
+:mod:`baoke.api.callbacks`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
 from sqlalchemy import Engine
 
+from baoke.api.callbacks import mount_callbacks
+from baoke.channels.commands import queue_status
+from baoke.channels.inbound import log_call
 from baoke.config import Settings
 from baoke.errors import InputError
 from baoke.journeys.event_files import read_event_rows
@@ -97,4 +105,24 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 raise HTTPException(404, str(exc)) from exc
             return explain_customer(conn, settings, cid, date, actor="api")
 
+    @app.get("/api/dispatch", dependencies=[Depends(authorised)])
+    def get_dispatch() -> dict[str, Any]:
+        with store.connect() as conn:
+            data = queue_status(conn)
+        data["routes"] = settings.channels.routes
+        return data
+
+    @app.post("/api/tasks/{task_id}/outcome", dependencies=[Depends(authorised)])
+    def post_call_outcome(task_id: int, body: Annotated[Any, Body()]) -> dict[str, Any]:
+        outcome = body.get("outcome") if isinstance(body, dict) else None
+        if not isinstance(outcome, str):
+            raise HTTPException(400, 'send {"outcome": "connected"} (or another call outcome)')
+        try:
+            done = log_call(settings, store, task_id, outcome)
+        except InputError as exc:
+            status = 404 if str(exc).startswith("no task") else 422
+            raise HTTPException(status, str(exc)) from exc
+        return done.as_dict()
+
+    mount_callbacks(app, settings, store)
     return app

@@ -84,19 +84,29 @@ def run_command(
         bool, typer.Option("--skip-profiles", help="use the profiles as they are")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    dispatch: Annotated[
+        bool,
+        typer.Option("--dispatch/--no-dispatch", help="send what is due now (default: yes)"),
+    ] = True,
 ) -> None:
-    """Run one day: refresh profiles, react to events, enrol, and advance every journey."""
+    """Run one day: profiles, events, journeys, the contact policy, then send what is due."""
+    # Imported here: the channels import the journeys, not the other way round.
+    from baoke.channels.commands import print_dispatch, run_dispatch
+
     settings = load_settings()
     day = parse_day(date, settings)
     engine = store_engine(settings)
     try:
         result = run_day(settings, engine, day, refresh=not skip_profiles)
+        sent = run_dispatch(settings, engine) if dispatch else None
     except STORE_FAILURES as exc:
         raise store_failed("run", exc) from exc
     if as_json:
-        _print_json(result.as_dict())
+        _print_json({**result.as_dict(), "dispatch": sent.as_dict() if sent else None})
         return
     _print_run(result)
+    if sent is not None:
+        print_dispatch(sent, console)
 
 
 def _print_run(result: RunResult) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "TemplateIssue",
     "render",
     "sensitive_words",
+    "template_variables",
     "validate_template",
 ]
 
@@ -183,6 +184,13 @@ def _env() -> SandboxedEnvironment:
 @functools.cache
 def _compiled(text: str) -> jinja2.Template:
     return _env().from_string(text)
+
+
+@functools.cache
+def template_variables(text: str) -> tuple[str, ...]:
+    """The context variables a template text uses, sorted (an SMS provider's template
+    parameters are these)."""
+    return tuple(sorted(jinja2.meta.find_undeclared_variables(_env().parse(text))))
 
 
 @functools.cache

@@ -117,6 +117,8 @@ def write_plan(conn: Connection, plan: Plan, candidates: pl.DataFrame) -> None:
             pl.lit("pending").alias("status"),
             pl.lit(0).alias("attempts"),
             pl.lit(now, UTC).alias("created_at"),
+            # The send batch the emergency monitor watches: the plan day and the playbook.
+            pl.format("{}/{}", pl.lit(plan.day.isoformat()), pl.col("playbook")).alias("batch"),
         )
     )
     ids = allocate_ids(conn, table(m.OutboxEntry), outbox.height)

@@ -685,9 +685,50 @@ class OutboxEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=_now(), nullable=False
     )
+    # The send batch the emergency monitor watches and a pause names: plan day and playbook.
+    batch: Mapped[str | None] = mapped_column(String(96))
+    # A claim: who holds the row and until when. A row still 'sending' after its lease is a
+    # dispatcher that died mid-batch; the next one reconciles it with the provider.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The provider a claim went to and the reference sent with the request (OutId …), written
+    # before the request so a restart asks the same provider about the same reference.
+    provider: Mapped[str | None] = mapped_column(String(32))
+    send_ref: Mapped[str | None] = mapped_column(String(64))
+    # When the dispatcher settled the row (sent, failed, suppressed …): the monitor's clock.
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 Index("ix_outbox_due", OutboxEntry.status, OutboxEntry.due_at)
+Index("ix_outbox_batch", OutboxEntry.batch, OutboxEntry.status)
+
+
+class ShortLink(Base):
+    """A per-touch short link (``/s/<code>``): where it goes and how often it was clicked."""
+
+    __tablename__ = "short_links"
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    touch_id: Mapped[int] = mapped_column(ForeignKey("touches.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str] = mapped_column(String(16), default="link")  # link / unsubscribe
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    first_clicked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DispatchPause(Base):
+    """An emergency stop: the whole dispatch, one channel or one batch, until resumed."""
+
+    __tablename__ = "dispatch_pauses"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))  # all / channel / batch
+    target: Mapped[str | None] = mapped_column(String(96))
+    reason: Mapped[str] = mapped_column(Text)
+    paused_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    paused_by: Mapped[str] = mapped_column(String(64))
+    resumed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    resumed_by: Mapped[str | None] = mapped_column(String(64))
 
 
 def table(model: type[Base]) -> Table:
