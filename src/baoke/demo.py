@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 from sqlalchemy import Connection, Engine, func, select
 
+from baoke.channels.commands import print_dispatch
+from baoke.channels.dispatcher import Dispatcher, DispatchResult
 from baoke.config import Settings
 from baoke.ingest.pipeline import ImportSummary, find_kind_files, import_file
 from baoke.journeys.catalog import load_catalog
@@ -56,7 +59,7 @@ def run_demo(
             f"baoke demo: a synthetic dealer group of {customers:,} customers (seed {seed})\n"
             "1) write DMS-style export files   2) import them with validation and quarantine   "
             "3) profiles and segments   4) run the playbooks for the day   "
-            "5) the contact policy plans what is sent",
+            "5) the contact policy plans what is sent   6) the dispatcher sends it (sandbox)",
             title="保客 baoke",
         )
     )
@@ -88,6 +91,9 @@ def run_demo(
         day = run_day(settings, engine, result.config.today, refresh=False)
     _print_journeys(console, settings, engine, day)
     _print_plan(console, settings, engine, day)
+    with console.status("sending the day's messages through the sandbox providers …"):
+        sent = _dispatch_day(settings, engine, day.day)
+    _print_dispatch(console, settings, sent)
     _print_where(console, settings, out_dir, summaries, time.perf_counter() - started)
     return summaries
 
@@ -294,8 +300,47 @@ def _print_plan(console: Console, settings: Settings, engine: Engine, day: RunRe
         print_explanation(explained, console)
     outbox = sum(r["touches"] for r in summary["by_channel"] if r["channel"] != "phone")
     console.print(
-        f"[dim]The outbox holds {outbox:,} scheduled messages; calls are the staff's tasks. "
-        "Nothing is sent yet: dispatch through the providers is the next release.[/]"
+        f"[dim]The outbox holds {outbox:,} scheduled messages; calls are the staff's tasks.[/]"
+    )
+
+
+def _dispatch_day(settings: Settings, engine: Engine, day: dt.date) -> DispatchResult:
+    """Send what the day's plan made due, as the dispatcher would have by the evening."""
+    evening = dt.datetime.combine(day, dt.time(20, 59), settings.zone).astimezone(dt.UTC)
+    dispatcher = Dispatcher(settings, engine, clock=lambda: evening)
+    try:
+        return dispatcher.run()
+    finally:
+        dispatcher.close()
+
+
+def _print_dispatch(console: Console, settings: Settings, sent: DispatchResult) -> None:
+    """What the dispatcher sent, where the sandbox wrote it, one message as it left."""
+    console.print(
+        "[bold]7) Dispatch[/]: each due message is claimed, checked once more (consent, "
+        "reachability, sending hours), rendered with per-touch short links and sent through "
+        "its channel's provider; calls become the staff's tasks"
+    )
+    print_dispatch(sent, console)
+    sandbox = Path(settings.data_dir) / "sandbox"
+    files = sorted(sandbox.glob("*.jsonl")) if sandbox.exists() else []
+    for path in files:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        console.print(f"  {path.name}: {len(lines):,} messages")
+    if files:
+        first = json.loads(files[0].read_text(encoding="utf-8").splitlines()[0])
+        console.print(
+            Panel(
+                str(first["text"]).strip(),
+                title=f"as sent on {first['channel']} to {first['address']} (touch "
+                f"{first['touch_id']})",
+                title_align="left",
+            )
+        )
+    console.print(
+        f"[dim]The sandbox providers wrote these to {sandbox}: nothing reached a customer. "
+        "Real providers (Aliyun, Tencent, WeCom, JPush, SMTP) are a few lines of baoke.toml: "
+        "see docs/channels.md, then `baoke dispatch check`.[/]"
     )
 
 
@@ -340,6 +385,7 @@ def _print_where(
         "explore:  baoke segments list · baoke segments show at_risk · baoke profiles show ID",
         "          baoke journeys list · baoke journeys show ID · baoke candidates",
         "          baoke plan --date DAY · baoke plan explain ID   (what is sent, and why not)",
+        "          baoke dispatch status · baoke tasks list · baoke pause --all --reason …",
         "next: import your own DMS exports, e.g.",
         "  baoke import customers 客户资料.csv     (CSV in UTF-8 or GBK, XLSX, JSON Lines)",
         "  baoke import service-orders 工单.xlsx --mapping my-headers.yaml",

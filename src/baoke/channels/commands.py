@@ -186,9 +186,11 @@ def status_command(
         console.print(f"  [yellow]unknown[/] outbox {row['id']}: {escape(row['last_error'] or '')}")
     for pause in data["pauses"]:
         what = "everything" if pause["scope"] == "all" else f"{pause['scope']} {pause['target']}"
+        at = pause["paused_at"]
+        since = (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).astimezone(settings.zone)
         console.print(
-            f"  [red]paused[/] {escape(what)} since {pause['paused_at']} by {pause['paused_by']}: "
-            f"{escape(pause['reason'])}"
+            f"  [red]paused[/] {escape(what)} since {since:%Y-%m-%d %H:%M} by "
+            f"{pause['paused_by']}: {escape(pause['reason'])}"
         )
 
 

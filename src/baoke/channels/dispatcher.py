@@ -558,7 +558,7 @@ class Dispatcher:
 
     def _monitor(self, result: DispatchResult) -> None:
         """The 1-3-5 monitor, at most every few seconds while dispatching."""
-        if time.monotonic() - self._last_check < 5:
+        if time.monotonic() - self._last_check < self.settings.dispatch.monitor_seconds:
             return
         self._last_check = time.monotonic()
         result.paused.extend(emergency.check(self.engine, self.settings, self.clock()))

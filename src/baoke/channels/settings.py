@@ -107,4 +107,7 @@ class DispatchSettings(BaseModel):
     # for the next opening; one older than this is expired instead.
     stale_days: int = Field(default=7, ge=1)
     poll_seconds: float = Field(default=2.0, gt=0, description="idle wait between claims")
+    # How often the 1-3-5 monitor reads the batches while dispatching (DOMAIN: detect an
+    # abnormal send within one minute).
+    monitor_seconds: float = Field(default=5.0, ge=0, le=60)
     emergency: EmergencySettings = Field(default_factory=EmergencySettings)
