@@ -207,6 +207,10 @@ def check_command() -> None:
     for channel, names in settings.channels.routes.items():
         console.print(f"{channel}: {' > '.join(names)} (ok)")
     console.print(f"{len(serving)} provider(s) ready")
+    # Which secrets are set, never what they are.
+    marks = ("SECRET", "KEY", "TOKEN", "PASSWORD")
+    names = sorted(n for n in providers.secrets if any(mark in n for mark in marks))
+    console.print("secrets set: " + (", ".join(names) or "none"))
 
 
 @dispatch_app.command("resolve")
@@ -341,18 +345,16 @@ def tasks_list(
     if as_json:
         _print_json(rows)
         return
-    grid = Table("id", "dealer", "role", "due", "customer", "title", "status")
+    if not rows:
+        console.print(f"no {status} tasks")
     for row in rows:
-        grid.add_row(
-            str(row["id"]),
-            row["dealer"] or "",
-            row["role"],
-            f"{row['due_at']:%Y-%m-%d %H:%M}",
-            f"{row['customer_id']} {row['mobile'] or ''}",
-            escape(row["title"]),
-            row["outcome"] or row["status"],
+        # One line a task: readable in a narrow terminal, and easy to grep.
+        console.print(
+            f"{row['id']:>6}  {row['dealer'] or '-':<6}  {row['role']:<16}  "
+            f"due {row['due_at']:%Y-%m-%d %H:%M}  customer {row['customer_id']} "
+            f"{row['mobile'] or ''}  {row['outcome'] or row['status']}  {escape(row['title'])}",
+            soft_wrap=True,
         )
-    console.print(grid)
 
 
 @tasks_app.command("log")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import html
-import ipaddress
 import re
 import smtplib
 import ssl
@@ -50,6 +49,7 @@ from email.utils import format_datetime
 from typing import Any, Literal, cast
 from urllib.parse import quote
 
+from baoke.channels.hosts import is_loopback
 from baoke.channels.protocol import (
     AdapterContext,
     ErrorKind,
@@ -460,15 +460,6 @@ def _insert_footer(body_html: str, footer: str) -> str:
     return body_html[:at] + footer + body_html[at:] if at >= 0 else body_html + footer
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _text(options: Mapping[str, Any], name: str) -> str | None:
     value = options.get(name)
     return None if value in (None, "") else str(value)
@@ -490,7 +481,7 @@ def make(context: AdapterContext) -> SmtpAdapter:
     if security not in _DEFAULT_PORTS:
         raise ConfigError(f"channel provider '{name}': security must be starttls, ssl or none")
     host = str(raw.get("host", "localhost"))
-    if security == "none" and not _is_loopback(host):
+    if security == "none" and not is_loopback(host):
         # Passwords and customers' mail in the clear: only to a relay on this machine.
         raise ConfigError(
             f"channel provider '{name}': security = \"none\" is only allowed for a server on "

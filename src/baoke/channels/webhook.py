@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -51,6 +50,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from baoke.channels.hosts import is_loopback
 from baoke.channels.protocol import (
     AdapterContext,
     Message,
@@ -316,15 +316,6 @@ def _result(touch_id: int, answer: Mapping[str, Any]) -> SendResult:
     )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def make(context: AdapterContext) -> WebhookAdapter:
     """The adapter for ``[channels.providers.<name>]`` with ``url`` (required), ``channel``
     (``sms``), ``max_batch`` (100), ``rate`` (10/s), ``timeout`` (10 s), ``allow_http``
@@ -337,7 +328,7 @@ def make(context: AdapterContext) -> WebhookAdapter:
         raise ConfigError(f"channel provider '{context.name}': url must be an http(s) URL")
     if (
         parts.scheme == "http"
-        and not _is_loopback(parts.hostname)
+        and not is_loopback(parts.hostname)
         and not context.option("allow_http", False)
     ):
         # The body carries phone numbers and names: in the clear only on purpose.
