@@ -27,6 +27,7 @@ from baoke.channels import emergency
 from baoke.channels.dispatcher import Dispatcher, DispatchResult
 from baoke.channels.inbound import log_call
 from baoke.channels.outbox import Settled, release, settle
+from baoke.channels.receipts import poll as poll_receipts
 from baoke.channels.registry import Providers, available
 from baoke.config import Settings, load_settings
 from baoke.errors import InputError
@@ -211,6 +212,27 @@ def check_command() -> None:
     marks = ("SECRET", "KEY", "TOKEN", "PASSWORD")
     names = sorted(n for n in providers.secrets if any(mark in n for mark in marks))
     console.print("secrets set: " + (", ".join(names) or "none"))
+
+
+@dispatch_app.command("receipts")
+def receipts_command(
+    days: Annotated[int, typer.Option("--days", min=1, max=28, help="how far back")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False,
+) -> None:
+    """Fetch the receipts WeCom and JPush do not push (run it every few minutes)."""
+    settings = load_settings()
+    engine = store_engine(settings)
+    try:
+        done = poll_receipts(settings, engine, days=days)
+    except STORE_FAILURES as exc:
+        raise store_failed("receipts", exc) from exc
+    if as_json:
+        _print_json(done.as_dict())
+        return
+    console.print(
+        f"receipts: {done.received:,} fetched, {done.stored:,} new, {done.unmatched:,} for no "
+        "known touch"
+    )
 
 
 @dispatch_app.command("resolve")

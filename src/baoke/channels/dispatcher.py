@@ -64,6 +64,11 @@ log = logging.getLogger("baoke.dispatch")
 Clock = Callable[[], dt.datetime]
 
 
+def _named(provider: str, error: str) -> str:
+    """An adapter's error with its provider's name in front, once."""
+    return error if error.startswith(f"{provider}:") else f"{provider}: {error}"
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -434,13 +439,13 @@ class Dispatcher:
                 out.settled.append(Settled(row.id, row.touch_id, "sent", got.provider_id, provider))
                 out.by_provider[provider] += 1
             elif got.outcome == "doubt":
-                why = f"in doubt: {provider}: {got.error or 'no clear answer'}"
+                why = "in doubt: " + _named(provider, got.error or "no clear answer")
                 out.later.append((row.id, "in_doubt", self._doubt_until(provider), why))
             elif got.outcome == "failed":
-                why = f"{provider}: {got.error or 'refused'}"
+                why = _named(provider, got.error or "refused")
                 out.settled.append(Settled(row.id, row.touch_id, "failed", None, why))
             else:
-                self._retry(row, out, f"{provider}: {got.error or 'try later'}")
+                self._retry(row, out, _named(provider, got.error or "try later"))
 
     def _retry(self, row: Claimed, out: _Outcome, why: str) -> None:
         options = self.settings.dispatch

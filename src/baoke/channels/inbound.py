@@ -99,12 +99,21 @@ def receipt_events(
     by_ref = _by_send_ref(
         conn, [r.send_ref for r in receipts if r.send_ref and r.provider_id not in found]
     )
+    shared = [c for group in found.values() if len(group) > 1 for c in group]
+    externals = _external_ids(conn, [cid for _, cid, _ in shared])
     rows: list[dict[str, Any]] = []
     unmatched = 0
     for receipt in receipts:
         candidates = found.get(receipt.provider_id) or by_ref.get(receipt.send_ref or "", [])
-        if len(candidates) > 1 and receipt.address:
-            candidates = [c for c in candidates if _same_mobile(c[2], receipt.address)]
+        address = receipt.address
+        if len(candidates) > 1 and address:
+            # One id for several messages (a batch request, a WeCom task): the address
+            # tells them apart, a mobile or a WeCom external_userid.
+            candidates = [
+                c
+                for c in candidates
+                if _same_mobile(c[2], address) or address in externals.get(c[1], ())
+            ]
         if len(candidates) != 1:
             unmatched += 1
             continue
@@ -143,6 +152,19 @@ def _by_send_ref(conn: Connection, refs: list[str]) -> dict[str, list[tuple[str,
         )
         for ref, key, cid, mobile in conn.execute(query):
             found.setdefault(ref, []).append((key, cid, mobile))
+    return found
+
+
+def _external_ids(conn: Connection, customers: list[int]) -> dict[int, set[str]]:
+    relations = table(m.WecomRelation)
+    found: dict[int, set[str]] = {}
+    unique = list(dict.fromkeys(customers))
+    for start in range(0, len(unique), 900):
+        query = select(relations.c.customer_id, relations.c.external_userid).where(
+            relations.c.customer_id.in_(unique[start : start + 900])
+        )
+        for cid, external in conn.execute(query):
+            found.setdefault(cid, set()).add(external)
     return found
 
 

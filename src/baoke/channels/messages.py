@@ -31,7 +31,7 @@ from baoke.policy.inputs import channel_access
 from baoke.store import models as m
 from baoke.store.models import table
 
-__all__ = ["Prepared", "addressed", "prepare"]
+__all__ = ["Prepared", "addressed", "prepare", "wecom_senders"]
 
 _URL_RE = re.compile(r"https?://[^\s，。！？、；）)】\"'<>]+")
 # Sentence punctuation right after a link is the sentence's, not the link's.
@@ -62,7 +62,7 @@ def prepare(
     if not claimed:
         return out
     touches = _touches(conn, [c.touch_id for c in claimed])
-    senders = _wecom_senders(conn, [t["customer_id"] for t in touches.values()])
+    senders = wecom_senders(conn, [t["customer_id"] for t in touches.values()])
     access = _access(conn, settings, touches)
     contexts = build_contexts(
         conn,
@@ -128,7 +128,7 @@ def _touches(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     return found
 
 
-def _wecom_senders(conn: Connection, customers: Sequence[int]) -> dict[int, tuple[str, str]]:
+def wecom_senders(conn: Connection, customers: Sequence[int]) -> dict[int, tuple[str, str]]:
     """(external_userid, staff userid) of each customer's most recent live WeCom friendship."""
     r, s = table(m.WecomRelation), table(m.Staff)
     query = (
@@ -341,7 +341,7 @@ def addressed(conn: Connection, rows: Sequence[Claimed]) -> list[tuple[Claimed, 
     to the queue, where the send-time checks settle it).
     """
     touches = _touches(conn, [r.touch_id for r in rows])
-    senders = _wecom_senders(conn, [t["customer_id"] for t in touches.values()])
+    senders = wecom_senders(conn, [t["customer_id"] for t in touches.values()])
     out: list[tuple[Claimed, Message]] = []
     for row in rows:
         touch = touches.get(row.touch_id)
