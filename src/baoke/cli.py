@@ -21,7 +21,13 @@ from rich.progress import (
 from rich.table import Table
 
 from baoke import __version__
-from baoke.channels.commands import dispatch_app, pause_command, resume_command, tasks_app
+from baoke.channels.commands import (
+    dispatch_app,
+    pause_command,
+    resume_command,
+    tasks_app,
+    wecom_app,
+)
 from baoke.config import Settings, load_settings
 from baoke.errors import BaokeError, ConfigError, InputError
 from baoke.journeys.commands import candidates_command, events_app, journeys_app, run_command
@@ -47,6 +53,7 @@ app.add_typer(journeys_app, name="journeys")
 app.add_typer(plan_app, name="plan")
 app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(wecom_app, name="wecom")
 app.command("pause")(pause_command)
 app.command("resume")(resume_command)
 app.command("run")(run_command)

@@ -29,8 +29,10 @@ from baoke.channels.inbound import log_call
 from baoke.channels.outbox import Settled, release, settle
 from baoke.channels.receipts import poll as poll_receipts
 from baoke.channels.registry import Providers, available
+from baoke.channels.wecom import WecomAdapter
+from baoke.channels.wecom_events import transfer_relations
 from baoke.config import Settings, load_settings
-from baoke.errors import InputError
+from baoke.errors import ConfigError, InputError
 from baoke.journeys.commands import store_engine, store_failed
 from baoke.journeys.vocabulary import CALL_OUTCOMES
 from baoke.privacy import mask_mobile
@@ -39,7 +41,14 @@ from baoke.store.db import STORE_FAILURES
 from baoke.store.models import table
 from baoke.touches import CHANNELS
 
-__all__ = ["dispatch_app", "pause_command", "resume_command", "run_dispatch", "tasks_app"]
+__all__ = [
+    "dispatch_app",
+    "pause_command",
+    "resume_command",
+    "run_dispatch",
+    "tasks_app",
+    "wecom_app",
+]
 
 dispatch_app = typer.Typer(
     help="Send what is due in the outbox through the configured providers.",
@@ -390,4 +399,79 @@ def tasks_log(
     console.print(
         f"task {task_id}: {outcome} logged"
         + "".join(f"; {k} {v:,}" for k, v in result.effects.items())
+    )
+
+
+wecom_app = typer.Typer(help="WeCom customer contact: hand customers over.", no_args_is_help=True)
+
+
+@wecom_app.command("transfer")
+def wecom_transfer(
+    from_staff: Annotated[str, typer.Option("--from", help="staff number handing over")],
+    to_staff: Annotated[str, typer.Option("--to", help="staff number taking over")],
+    message: Annotated[
+        str | None, typer.Option("--message", help="what customers are told (in service only)")
+    ] = None,
+) -> None:
+    """Hand a staff member's WeCom customers to a colleague (离职继承 when they have left,
+    在职继承 otherwise); the relations move when WeCom accepts, and it is audited."""
+    settings = load_settings()
+    engine = store_engine(settings)
+    staff, relations = table(m.Staff), table(m.WecomRelation)
+    with engine.connect() as conn:
+        found = {
+            row.staff_no: row
+            for row in conn.execute(
+                select(staff.c.id, staff.c.staff_no, staff.c.wecom_userid, staff.c.status).where(
+                    staff.c.staff_no.in_([from_staff, to_staff])
+                )
+            )
+        }
+        for number in (from_staff, to_staff):
+            if number not in found or not found[number].wecom_userid:
+                raise InputError(f"staff {number} is not known or has no WeCom userid")
+        giver, taker = found[from_staff], found[to_staff]
+        externals = [
+            r[0]
+            for r in conn.execute(
+                select(relations.c.external_userid).where(
+                    relations.c.staff_id == giver.id, relations.c.deleted_at.is_(None)
+                )
+            )
+        ]
+    if not externals:
+        console.print(f"{from_staff} has no WeCom customers to hand over")
+        return
+    providers = Providers(settings, engine)
+    try:
+        adapter = providers.get("wecom")
+        if not isinstance(adapter, WecomAdapter):
+            raise ConfigError("configure the 'wecom' provider first ([channels.providers.wecom])")
+        if giver.status == "active":
+            codes = adapter.transfer_in_service(
+                giver.wecom_userid, taker.wecom_userid, externals, message
+            )
+        else:
+            codes = adapter.transfer_resigned(giver.wecom_userid, taker.wecom_userid, externals)
+    finally:
+        providers.close()
+    accepted = [e for e, code in codes.items() if code == 0]
+    with engine.begin() as conn:
+        moved = transfer_relations(conn, giver.id, taker.id, accepted)
+        conn.execute(
+            table(m.AuditEntry)
+            .insert()
+            .values(
+                actor="cli",
+                action="wecom_transfer",
+                entity="staff",
+                entity_id=from_staff,
+                detail={"to": to_staff, "accepted": len(accepted), "asked": len(externals)},
+            )
+        )
+    refused = {code for code in codes.values() if code != 0}
+    console.print(
+        f"{len(accepted):,} of {len(externals):,} customers handed to {to_staff} "
+        f"({moved:,} relations moved; WeCom completes the takeover within 24 hours)"
+        + (f"; refused with errcode {', '.join(map(str, sorted(refused)))}" if refused else "")
     )
