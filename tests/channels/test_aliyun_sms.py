@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from tests.channels.support import outcomes, refusal, serve
 
 from baoke.channels.aliyun_sms import (
     CALLBACK_ACK,
@@ -34,10 +35,7 @@ CODE = "SMS_100001"
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[AliyunSmsServer]:
-    fake = AliyunSmsServer(KEY_ID, KEY_SECRET)
-    fake.start()
-    yield fake
-    fake.stop()
+    yield from serve(AliyunSmsServer(KEY_ID, KEY_SECRET))
 
 
 @pytest.fixture
@@ -94,10 +92,6 @@ def message(
         send_ref=ref,
         **extra,
     )
-
-
-def outcomes(results: list[Any]) -> dict[int, str]:
-    return {r.touch_id: r.outcome for r in results}
 
 
 # -- the signature ---------------------------------------------------------------------------------
@@ -305,11 +299,7 @@ def test_a_wrong_secret_fails_the_signature_check_and_never_shows(
     server: AliyunSmsServer,
 ) -> None:
     wrong = make(context(server, secret="the-wrong-secret-value"))
-    try:
-        with pytest.raises(ProviderError) as caught:
-            wrong.send([message(1)])
-    finally:
-        wrong.close()
+    caught = refusal(wrong, [message(1)])
     assert caught.value.kind == "auth"
     assert "SignatureDoesNotMatch" in str(caught.value)
     assert "the-wrong-secret-value" not in str(caught.value)
@@ -354,11 +344,7 @@ def test_a_server_error_is_transient_and_not_in_doubt(
 
 def test_a_refused_connection_is_transient_and_not_in_doubt() -> None:
     gone = make(context(None))  # nothing listens on the discard port
-    try:
-        with pytest.raises(ProviderError) as caught:
-            gone.send([message(1)])
-    finally:
-        gone.close()
+    caught = refusal(gone, [message(1)])
     assert caught.value.kind == "transient"
     assert not caught.value.maybe_sent
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.channels.support import refusal, serve
 
 from baoke.channels.jpush import JPushAdapter, make, sendno
 from baoke.channels.loopback.base import Request, Response
@@ -39,8 +40,7 @@ def message(customer_id: int, **changes: Any) -> Message:
 @pytest.fixture(scope="module")
 def shared() -> Iterator[JPushServer]:
     # One server for the module: stopping one waits out serve_forever's poll interval.
-    with JPushServer(APP_KEY, MASTER_SECRET) as fake:
-        yield fake  # type: ignore[misc]
+    yield from serve(JPushServer(APP_KEY, MASTER_SECRET))
 
 
 @pytest.fixture
@@ -154,18 +154,14 @@ def test_basic_auth_carries_app_key_and_master_secret(server: JPushServer) -> No
 def test_throttling_raises_throttled(server: JPushServer) -> None:
     server.mode = "throttle"
     adapter = adapter_for(server)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "throttled" and not caught.value.maybe_sent
     assert "2002" in str(caught.value)
 
 
 def test_auth_failure_raises_auth_without_the_secret(server: JPushServer) -> None:
     adapter = adapter_for(server, secret="wrong-master-secret")
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "auth"
     assert "wrong-master-secret" not in str(caught.value)
     assert not server.accepted
@@ -175,9 +171,7 @@ def test_timeout_is_transient_and_maybe_sent(server: JPushServer) -> None:
     server.mode = "timeout"
     server.hang_seconds = 1.5
     adapter = adapter_for(server, timeout=0.3)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and caught.value.maybe_sent
     assert server.accepted == {"touch-1": 1}  # it did reach the phone: do not resend blindly
     assert adapter.reconcile([message(1)]) is None
@@ -186,18 +180,14 @@ def test_timeout_is_transient_and_maybe_sent(server: JPushServer) -> None:
 def test_malformed_reply_is_transient_and_maybe_sent(server: JPushServer) -> None:
     server.mode = "malformed"
     adapter = adapter_for(server)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and caught.value.maybe_sent
 
 
 def test_server_error_is_transient(server: JPushServer) -> None:
     server.mode = "error"
     adapter = adapter_for(server)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and not caught.value.maybe_sent
 
 
@@ -212,9 +202,7 @@ def test_connection_refused_is_transient_not_maybe_sent() -> None:
             secrets={"BAOKE_JPUSH_APP_KEY": APP_KEY, "BAOKE_JPUSH_MASTER_SECRET": "x"},
         )
     )
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and not caught.value.maybe_sent
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from tests.channels.support import refusal
 
 from baoke.channels.protocol import Adapter, AdapterContext, Message, ProviderError
 from baoke.channels.smtp import SmtpAdapter, make, marketing_subject, message_id
@@ -409,9 +410,7 @@ def test_login_with_the_password_secret(auth_server: Server) -> None:
 def test_auth_failure_raises_auth_without_the_password(auth_server: Server) -> None:
     auth_server.handler.reset()
     adapter = adapter_for(auth_server, username="dealer", password="wrong-password-123")
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "auth"
     assert "wrong-password-123" not in str(caught.value) and PASSWORD not in str(caught.value)
     assert not auth_server.handler.received
@@ -420,27 +419,21 @@ def test_auth_failure_raises_auth_without_the_password(auth_server: Server) -> N
 def test_no_login_where_the_server_requires_one_is_an_auth_error(auth_server: Server) -> None:
     auth_server.handler.reset()
     adapter = adapter_for(auth_server)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "auth" and "530" in str(caught.value)
 
 
 def test_throttling_421_is_transient(plain: Server) -> None:
     plain.handler.data_reply["owner1@example.com"] = "421 4.7.0 too many messages, slow down"
     adapter = adapter_for(plain)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and not caught.value.maybe_sent
 
 
 def test_timeout_after_data_is_maybe_sent(plain: Server) -> None:
     plain.handler.hang_after_data = 1.5
     adapter = adapter_for(plain, timeout=0.3)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and caught.value.maybe_sent
     assert len(plain.handler.received) == 1  # the server has the message
 
@@ -448,18 +441,14 @@ def test_timeout_after_data_is_maybe_sent(plain: Server) -> None:
 def test_disconnect_after_data_is_maybe_sent(plain: Server) -> None:
     plain.handler.drop_after_data.add("owner1@example.com")
     adapter = adapter_for(plain)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and caught.value.maybe_sent
 
 
 def test_disconnect_before_data_is_transient_not_maybe_sent(plain: Server) -> None:
     plain.handler.drop_at_rcpt.add("owner1@example.com")
     adapter = adapter_for(plain)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and not caught.value.maybe_sent
 
 
@@ -479,9 +468,7 @@ def test_a_drop_mid_batch_keeps_earlier_results_and_does_not_resend(plain: Serve
 def test_malformed_final_reply_is_maybe_sent(plain: Server) -> None:
     plain.handler.data_reply["owner1@example.com"] = "thanks!"
     adapter = adapter_for(plain)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and caught.value.maybe_sent
 
 
@@ -497,9 +484,7 @@ def test_malformed_greeting_is_transient() -> None:
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     adapter = adapter_for(Server(Recorder(), port))
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     listener.close()
     thread.join(timeout=2)
     assert caught.value.kind == "transient" and not caught.value.maybe_sent
@@ -507,9 +492,7 @@ def test_malformed_greeting_is_transient() -> None:
 
 def test_connection_refused_is_transient() -> None:
     adapter = adapter_for(Server(Recorder(), free_port()))
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and not caught.value.maybe_sent
 
 
@@ -531,9 +514,7 @@ def test_starttls_with_a_private_ca(tls: Tls) -> None:
         (result,) = adapter.send([message(1)])
         adapter.close()
         untrusted = adapter_for(server, security="starttls")
-        with pytest.raises(ProviderError) as caught:
-            untrusted.send([message(2)])
-        untrusted.close()
+        caught = refusal(untrusted, [message(2)])
     finally:
         controller.stop()
     assert result.outcome == "sent" and len(handler.received) == 1
@@ -542,9 +523,7 @@ def test_starttls_with_a_private_ca(tls: Tls) -> None:
 
 def test_starttls_refuses_a_server_without_it(plain: Server) -> None:
     adapter = adapter_for(plain, security="starttls", host="localhost")
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "auth" and "STARTTLS" in str(caught.value)
     assert not plain.handler.received
 

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from tests.channels.support import outcomes, refusal, serve
 
 from baoke.channels.loopback.tencent import TencentSmsServer
 from baoke.channels.protocol import Adapter, AdapterContext, Message, ProviderError
@@ -34,10 +35,7 @@ TEMPLATE_ID = "1110"
 
 @pytest.fixture(scope="module")
 def shared() -> Iterator[TencentSmsServer]:
-    fake = TencentSmsServer(SECRET_ID, SECRET_KEY, sdk_app_id=APP_ID)
-    fake.start()
-    yield fake
-    fake.stop()
+    yield from serve(TencentSmsServer(SECRET_ID, SECRET_KEY, sdk_app_id=APP_ID))
 
 
 @pytest.fixture
@@ -100,10 +98,6 @@ def message(
         send_ref=ref,
         **extra,
     )
-
-
-def outcomes(results: list[Any]) -> dict[int, str]:
-    return {r.touch_id: r.outcome for r in results}
 
 
 # -- the signature ---------------------------------------------------------------------------------
@@ -331,11 +325,7 @@ def test_an_unknown_secret_id_is_an_auth_failure(
 
 def test_a_wrong_key_fails_the_signature_check_and_never_shows(server: TencentSmsServer) -> None:
     wrong = make(context(server, secret="the-wrong-secret-value"))
-    try:
-        with pytest.raises(ProviderError) as caught:
-            wrong.send([message(1)])
-    finally:
-        wrong.close()
+    caught = refusal(wrong, [message(1)])
     assert caught.value.kind == "auth"
     assert "AuthFailure.SignatureFailure" in str(caught.value)
     assert "the-wrong-secret-value" not in str(caught.value)
@@ -381,11 +371,7 @@ def test_a_server_error_is_transient_and_not_in_doubt(
 
 def test_a_refused_connection_is_transient_and_not_in_doubt() -> None:
     gone = make(context(None))  # nothing listens on the discard port
-    try:
-        with pytest.raises(ProviderError) as caught:
-            gone.send([message(1)])
-    finally:
-        gone.close()
+    caught = refusal(gone, [message(1)])
     assert caught.value.kind == "transient"
     assert not caught.value.maybe_sent
 
@@ -438,11 +424,7 @@ def test_an_unapproved_template_fails_the_whole_request() -> None:
 
 def test_a_wrong_app_id_is_an_auth_failure(server: TencentSmsServer) -> None:
     made = make(context(server, sdk_app_id="1400000000"))
-    try:
-        with pytest.raises(ProviderError) as caught:
-            made.send([message(1)])
-    finally:
-        made.close()
+    caught = refusal(made, [message(1)])
     assert caught.value.kind == "auth"
 
 

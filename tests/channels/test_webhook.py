@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from tests.channels.support import refusal, serve
 
 from baoke.channels.loopback.base import Request, Response
 from baoke.channels.loopback.webhook import WebhookServer
@@ -49,8 +50,7 @@ def message(touch_id: int, **changes: Any) -> Message:
 @pytest.fixture(scope="module")
 def shared() -> Iterator[WebhookServer]:
     # One server for the module: stopping one waits out serve_forever's poll interval.
-    with WebhookServer(SECRET) as fake:
-        yield fake  # type: ignore[misc]
+    yield from serve(WebhookServer(SECRET))
 
 
 @pytest.fixture
@@ -165,18 +165,14 @@ def test_missing_results_are_retried(server: WebhookServer) -> None:
 def test_throttling_raises_throttled(server: WebhookServer) -> None:
     server.mode = "throttle"
     adapter = adapter_for(server)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "throttled" and not caught.value.maybe_sent
 
 
 def test_auth_failure_raises_auth_without_the_secret(server: WebhookServer) -> None:
     server.mode = "auth"
     adapter = adapter_for(server)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "auth"
     assert SECRET not in str(caught.value)
 
@@ -188,9 +184,7 @@ def test_a_wrong_secret_is_refused_by_the_receiver(server: WebhookServer) -> Non
         secrets={"BAOKE_WEBHOOK_SECRET": "not-the-shared-secret"},
     )
     adapter = make(context)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "auth"
     assert server.bad_signatures == 1 and not server.accepted
     assert "not-the-shared-secret" not in str(caught.value)
@@ -217,9 +211,7 @@ def test_timeout_is_transient_and_maybe_sent(server: WebhookServer) -> None:
     server.mode = "timeout"
     server.hang_seconds = 1.5
     adapter = adapter_for(server, timeout=0.3)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and caught.value.maybe_sent
     # The receiver did take it: a resend is deduplicated on the key (idempotent adapter).
     assert server.accepted["touch-1"] == 1
@@ -228,18 +220,14 @@ def test_timeout_is_transient_and_maybe_sent(server: WebhookServer) -> None:
 def test_malformed_reply_is_transient_and_maybe_sent(server: WebhookServer) -> None:
     server.mode = "malformed"
     adapter = adapter_for(server)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and caught.value.maybe_sent
 
 
 def test_server_error_is_transient_not_maybe_sent(server: WebhookServer) -> None:
     server.mode = "error"
     adapter = adapter_for(server)
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and not caught.value.maybe_sent
 
 
@@ -256,9 +244,7 @@ def test_connection_refused_is_transient_not_maybe_sent() -> None:
     adapter = make(
         AdapterContext(name="cti", options={"url": url}, secrets={"BAOKE_WEBHOOK_SECRET": "x"})
     )
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == "transient" and not caught.value.maybe_sent
 
 
@@ -299,9 +285,7 @@ def test_http_statuses_map_to_error_kinds(
     scripted: _Scripted, status: int, body: bytes, kind: str
 ) -> None:
     adapter = scripted_adapter(scripted, Response(status, body))
-    with pytest.raises(ProviderError) as caught:
-        adapter.send([message(1)])
-    adapter.close()
+    caught = refusal(adapter, [message(1)])
     assert caught.value.kind == kind
 
 

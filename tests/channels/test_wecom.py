@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.channels.support import serve
 
 from baoke.channels.loopback.base import Request, Response
 from baoke.channels.loopback.wecom import (
@@ -31,17 +32,9 @@ CALLBACK_TOKEN = "cbToken123"
 CALLBACK_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 
 
-def _serve(server: WecomLoopback) -> Iterator[WecomLoopback]:
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def server() -> Iterator[WecomLoopback]:
-    yield from _serve(WecomLoopback())
+    yield from serve(WecomLoopback())
 
 
 def _context(url: str, **options: Any) -> AdapterContext:
@@ -238,7 +231,7 @@ def test_token_refused_twice_is_auth(server: WecomLoopback) -> None:
                 return Response(200, b'{"errcode": 40014, "errmsg": "invalid access_token"}')
             return super().answer(request)
 
-    for fake in _serve(Refusing()):
+    for fake in serve(Refusing()):
         made = make(_context(fake.url))
         with pytest.raises(ProviderError) as caught:
             made.send([_message("wmX", "hi")])
@@ -373,7 +366,7 @@ class _FailsAfterFirstTask(WecomLoopback):
 
 @pytest.mark.parametrize("failure", ["throttle", "malformed"])
 def test_later_request_failure_keeps_earlier_tasks(failure: str) -> None:
-    for fake in _serve(_FailsAfterFirstTask(failure)):
+    for fake in serve(_FailsAfterFirstTask(failure)):
         ids = _contacts(fake, 3)
         made = make(_context(fake.url))
         batch = [_message(x, f"text {x}") for x in ids]
@@ -552,7 +545,7 @@ def test_transfer_stops_when_throttled(server: WecomLoopback) -> None:
                 return Response(200, b'{"errcode": 45009, "errmsg": "api freq out of limit"}')
             return super().answer(request)
 
-    for fake in _serve(ThrottlesSecondChunk()):
+    for fake in serve(ThrottlesSecondChunk()):
         ids = _contacts(fake, 250, userid="departed")
         made = make(_context(fake.url))
         outcome = made.transfer_resigned("departed", "lisi", ids)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, func, insert, select
+from tests.channels.support import serve
 from tests.journeys.world import ZONE
 
 from baoke.channels.loopback.wecom import (
@@ -68,10 +69,7 @@ def store(engine: Engine) -> Engine:
 
 @pytest.fixture
 def server() -> Iterator[WecomLoopback]:
-    fake = WecomLoopback()
-    fake.start()
-    yield fake
-    fake.stop()
+    yield from serve(WecomLoopback())
 
 
 @pytest.fixture

@@ -32,10 +32,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo
 
 import httpx
 
+from baoke.channels.httpjson import (
+    SHANGHAI,
+    authorization_fields,
+    callback_field,
+    callback_items,
+    json_or_none,
+    post,
+    shanghai_time,
+    unreadable_reply,
+)
 from baoke.channels.protocol import (
     AdapterContext,
     Inbound,
@@ -70,7 +79,6 @@ BATCH_LIMIT = 100  # SendBatchSms: PhoneNumberJson holds at most 100 numbers
 CALLBACK_ACK = b'{"code":0,"msg":"\\u63a5\\u6536\\u6210\\u529f"}'
 """What the SmsReport / SmsUp receiver answers (HTTP 200): ``{"code":0,"msg":"接收成功"}``."""
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 _FORM = "application/x-www-form-urlencoded"
 
 
@@ -191,15 +199,9 @@ def acs3_headers(
 def parse_authorization(value: str) -> tuple[str, list[str], str] | None:
     """``(access key id, signed header names, signature)`` of an ACS3 Authorization header;
     None when it is not one."""
-    scheme, _, rest = value.partition(" ")
-    if scheme != ALGORITHM:
+    fields = authorization_fields(value, ALGORITHM)
+    if fields is None:
         return None
-    fields: dict[str, str] = {}
-    for part in rest.split(","):
-        name, sep, item = part.strip().partition("=")
-        if not sep:
-            return None
-        fields[name] = item
     try:
         return fields["Credential"], fields["SignedHeaders"].split(";"), fields["Signature"]
     except KeyError:
@@ -441,30 +443,12 @@ class AliyunSms:
             date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             nonce=secrets.token_hex(16),
         )
-        try:
-            response = self._client.post(self._url, content=body, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never left: safe to send again.
-            raise ProviderError("transient", f"Aliyun {action}: {type(exc).__name__}") from exc
-        except httpx.RequestError as exc:
-            # Read/write timeouts, broken connections, an undecodable reply: the body went
-            # out, so the provider may have it.
-            raise ProviderError(
-                "transient", f"Aliyun {action}: {type(exc).__name__}", maybe_sent=True
-            ) from exc
-        status = response.status_code
-        try:
-            reply = json.loads(response.content)
-        except ValueError:
-            reply = None
+        who = f"Aliyun {action}"
+        response = post(self._client, self._url, content=body, headers=headers, who=who)
+        reply = json_or_none(response)
         if isinstance(reply, dict) and reply.get("Code"):
             return reply
-        # 502/504 are a gateway that gave up waiting for Aliyun; 2xx without a readable body
-        # may have been processed. A 500/503 or a 4xx was not.
-        in_doubt = status < 300 or status in (502, 504)
-        raise ProviderError(
-            "transient", f"Aliyun {action}: unreadable reply (HTTP {status})", maybe_sent=in_doubt
-        )
+        raise unreadable_reply(who, response.status_code)
 
     # -- reconciliation -------------------------------------------------------------------------
 
@@ -548,34 +532,9 @@ def _json(value: Any) -> str:
 # -- callbacks ----------------------------------------------------------------------------------
 
 
-def _items(body: bytes, what: str) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"Aliyun {what} callback: the body is not JSON ({exc})") from exc
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise InputError(f"Aliyun {what} callback: expected a JSON array of objects")
-    return data
-
-
-def _field(item: Mapping[str, Any], name: str, what: str, index: int) -> str:
-    value = item.get(name)
-    if value is None or value == "":
-        raise InputError(f"Aliyun {what} callback: item {index} has no '{name}'")
-    return str(value)
-
-
-def _local_time(value: str, what: str, index: int) -> dt.datetime:
-    try:
-        local = dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
-    except ValueError as exc:
-        raise InputError(
-            f"Aliyun {what} callback: item {index} has a time {value!r}, "
-            "expected yyyy-MM-dd HH:mm:ss"
-        ) from exc
-    return local.replace(tzinfo=SHANGHAI).astimezone(dt.UTC)
+_REPORT = "Aliyun SmsReport callback"
+_UP = "Aliyun SmsUp callback"
+_ARRAY = "a JSON array of objects"
 
 
 def _national(phone: str) -> str:
@@ -592,15 +551,15 @@ def parse_report(body: bytes) -> list[Receipt]:
     biz_id, out_id}``. ``report_time`` is Asia/Shanghai local time; the receipts are in UTC.
     A malformed body raises InputError."""
     receipts: list[Receipt] = []
-    for index, item in enumerate(_items(body, "SmsReport")):
-        biz_id = _field(item, "biz_id", "SmsReport", index)
-        phone = _national(_field(item, "phone_number", "SmsReport", index))
+    for index, item in enumerate(callback_items(body, _REPORT, _ARRAY)):
+        biz_id = callback_field(item, "biz_id", _REPORT, index)
+        phone = _national(callback_field(item, "phone_number", _REPORT, index))
         success = item.get("success")
         if isinstance(success, str) and success.lower() in ("true", "false"):
             success = success.lower() == "true"
         if not isinstance(success, bool):
-            raise InputError(f"Aliyun SmsReport callback: item {index} has no true/false 'success'")
-        at = _local_time(_field(item, "report_time", "SmsReport", index), "SmsReport", index)
+            raise InputError(f"{_REPORT}: item {index} has no true/false 'success'")
+        at = shanghai_time(callback_field(item, "report_time", _REPORT, index), _REPORT, index)
         detail = None
         if not success:
             detail = " ".join(str(item.get(k) or "") for k in ("err_code", "err_msg")).strip()
@@ -623,13 +582,13 @@ def parse_up(body: bytes) -> list[Inbound]:
     of ``{phone_number, send_time, content, sign_name, dest_code, sequence_id}``. A malformed
     body raises InputError."""
     replies: list[Inbound] = []
-    for index, item in enumerate(_items(body, "SmsUp")):
-        sequence = _field(item, "sequence_id", "SmsUp", index)
-        phone = _national(_field(item, "phone_number", "SmsUp", index))
+    for index, item in enumerate(callback_items(body, _UP, _ARRAY)):
+        sequence = callback_field(item, "sequence_id", _UP, index)
+        phone = _national(callback_field(item, "phone_number", _UP, index))
         content = item.get("content")
         if not isinstance(content, str):
-            raise InputError(f"Aliyun SmsUp callback: item {index} has no 'content'")
-        at = _local_time(_field(item, "send_time", "SmsUp", index), "SmsUp", index)
+            raise InputError(f"{_UP}: item {index} has no 'content'")
+        at = shanghai_time(callback_field(item, "send_time", _UP, index), _UP, index)
         replies.append(Inbound(address=phone, text=content, at=at, key=f"aliyun:up:{sequence}"))
     return replies
 

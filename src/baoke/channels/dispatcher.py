@@ -224,6 +224,7 @@ class Dispatcher:
         )
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency)
         self._catalog: Catalog | None = None
+        self._catalog_read = 0.0
         self._claims = 0
         self._last_check = 0.0
 
@@ -315,8 +316,11 @@ class Dispatcher:
     # -- the pieces ------------------------------------------------------------------------
 
     def _catalog_now(self, conn: Any) -> Catalog:
-        if self._catalog is None:
+        # Read again every minute: a long-running dispatcher must know a playbook version
+        # stored after it started.
+        if self._catalog is None or time.monotonic() - self._catalog_read > 60:
             self._catalog = load_catalog(conn, self.settings, record=False)
+            self._catalog_read = time.monotonic()
         return self._catalog
 
     def _sleep(self, stop: threading.Event | None) -> None:

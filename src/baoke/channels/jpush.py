@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from baoke.channels.httpjson import transport_error
 from baoke.channels.protocol import (
     AdapterContext,
     Message,
@@ -231,7 +232,7 @@ class JPushAdapter:
         try:
             response = self._client.post(url, json=self.payload(group))
         except httpx.HTTPError as exc:
-            raise _transport_error(exc) from None
+            raise transport_error("jpush", exc) from None
         data, code, text = _read(response)
         _raise_for(response.status_code, code, text)
         status = response.status_code
@@ -337,16 +338,6 @@ def _raise_for(status: int, code: int | None, text: str) -> None:
     if status >= 500 or code in _SERVER_CODES:
         # 1030 / 504 are JPush or its gateway timing out inside: the push may have gone out.
         raise ProviderError("transient", detail, maybe_sent=code == 1030 or status == 504)
-
-
-def _transport_error(exc: httpx.HTTPError) -> ProviderError:
-    name = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return ProviderError("transient", f"jpush: cannot connect ({name})")
-    if isinstance(exc, httpx.TransportError):
-        # The body went out (or partly): JPush may have pushed it.
-        return ProviderError("transient", f"jpush: no answer ({name})", maybe_sent=True)
-    return ProviderError("transient", f"jpush: request failed ({name})")
 
 
 def _optional_str(options: Mapping[str, Any], name: str) -> str | None:

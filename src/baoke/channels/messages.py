@@ -72,10 +72,7 @@ def prepare(
     )
     known_links = _existing_links(conn, [c.touch_id for c in claimed])
     for row in claimed:
-        touch = touches.get(row.touch_id)
-        if touch is None:  # the touch was deleted under the outbox (a data-rights erasure)
-            out.settled.append(Settled(row.id, row.touch_id, "cancelled", None, "touch gone"))
-            continue
+        touch = touches[row.touch_id]  # the outbox's foreign key keeps its touch
         stop = _stop_reason(settings, touch, access, now)
         if stop is not None:
             state, why, due = stop
@@ -275,7 +272,9 @@ def _message(
 
 
 def _code() -> str:
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+    # One read of the system's randomness per code (not one per character); the modulo bias
+    # of 256 over 56 letters does not matter for a link code.
+    return "".join(_CODE_ALPHABET[b % len(_CODE_ALPHABET)] for b in secrets.token_bytes(8))
 
 
 def _with_links(
@@ -295,11 +294,7 @@ def _with_links(
             url = whole.rstrip(_TRAILING)
             if url.startswith(base):
                 return whole
-            code = known.get((message.touch_id, url))
-            if code is None:
-                code = _code()
-                known[(message.touch_id, url)] = code
-                new_rows.append(_link_row(code, message.touch_id, url, "link", now))
+            code = _link_code(known, new_rows, message.touch_id, url, "link", now)
             return base + code + whole[len(url) :]
 
         text = _URL_RE.sub(shorten, text)
@@ -310,27 +305,39 @@ def _with_links(
         params = dict(message.params)
     unsubscribe = None
     if message.channel == "email" and settings.channels.unsubscribe_base:
-        marker = "unsubscribe:email"
-        code = known.get((message.touch_id, marker))
-        if code is None:
-            code = _code()
-            known[(message.touch_id, marker)] = code
-            new_rows.append(_link_row(code, message.touch_id, marker, "unsubscribe", now))
+        code = _link_code(
+            known, new_rows, message.touch_id, "unsubscribe:email", "unsubscribe", now
+        )
         unsubscribe = settings.channels.unsubscribe_base + code
     if text == message.text and unsubscribe is None and params == message.params:
         return message
     return replace(message, text=text, params=params, unsubscribe_url=unsubscribe)
 
 
-def _link_row(code: str, touch_id: int, url: str, purpose: str, now: dt.datetime) -> dict[str, Any]:
-    return {
-        "code": code,
-        "touch_id": touch_id,
-        "url": url,
-        "purpose": purpose,
-        "created_at": now,
-        "clicks": 0,
-    }
+def _link_code(
+    known: dict[tuple[int, str], str],
+    new_rows: list[dict[str, Any]],
+    touch_id: int,
+    url: str,
+    purpose: str,
+    now: dt.datetime,
+) -> str:
+    """The touch's code for ``url``: the one it already has (a retry), else a new one."""
+    code = known.get((touch_id, url))
+    if code is None:
+        code = _code()
+        known[(touch_id, url)] = code
+        new_rows.append(
+            {
+                "code": code,
+                "touch_id": touch_id,
+                "url": url,
+                "purpose": purpose,
+                "created_at": now,
+                "clicks": 0,
+            }
+        )
+    return code
 
 
 def addressed(conn: Connection, rows: Sequence[Claimed]) -> list[tuple[Claimed, Message]]:

@@ -29,10 +29,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import httpx
 
+from baoke.channels.httpjson import (
+    authorization_fields,
+    callback_field,
+    callback_items,
+    json_or_none,
+    post,
+    shanghai_time,
+    unreadable_reply,
+)
 from baoke.channels.protocol import (
     AdapterContext,
     Inbound,
@@ -69,8 +77,6 @@ BATCH_LIMIT = 200  # PhoneNumberSet: at most 200 numbers per request
 CONTENT_TYPE = "application/json; charset=utf-8"
 CALLBACK_ACK = b'{"result":0,"errmsg":"OK"}'
 """What the status / reply callback receiver answers (HTTP 200)."""
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 # -- the TC3 signature ----------------------------------------------------------------------------
@@ -188,15 +194,9 @@ def tc3_headers(
 def parse_authorization(value: str) -> tuple[str, str, str, list[str], str] | None:
     """``(secret id, date, service, signed header names, signature)`` of a TC3 Authorization
     header; None when it is not one."""
-    scheme, _, rest = value.partition(" ")
-    if scheme != ALGORITHM:
+    fields = authorization_fields(value, ALGORITHM)
+    if fields is None:
         return None
-    fields: dict[str, str] = {}
-    for part in rest.split(","):
-        name, sep, item = part.strip().partition("=")
-        if not sep:
-            return None
-        fields[name] = item
     try:
         secret_id, date, service, terminator = fields["Credential"].rsplit("/", 3)
         signed = fields["SignedHeaders"].split(";")
@@ -454,30 +454,12 @@ class TencentSms:
             timestamp=int(time.time()),
             region=self.region,
         )
-        try:
-            response = self._client.post(self._url, content=body, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never left: safe to send again.
-            raise ProviderError("transient", f"Tencent {action}: {type(exc).__name__}") from exc
-        except httpx.RequestError as exc:
-            # Read/write timeouts, broken connections, an undecodable reply: the body went
-            # out, so the provider may have it.
-            raise ProviderError(
-                "transient", f"Tencent {action}: {type(exc).__name__}", maybe_sent=True
-            ) from exc
-        status = response.status_code
-        try:
-            reply = json.loads(response.content)
-        except ValueError:
-            reply = None
+        who = f"Tencent {action}"
+        response = post(self._client, self._url, content=body, headers=headers, who=who)
+        reply = json_or_none(response)
         inner = reply.get("Response") if isinstance(reply, dict) else None
         if not isinstance(inner, dict):
-            in_doubt = status < 300 or status in (502, 504)
-            raise ProviderError(
-                "transient",
-                f"Tencent {action}: unreadable reply (HTTP {status})",
-                maybe_sent=in_doubt,
-            )
+            raise unreadable_reply(who, response.status_code)
         error = inner.get("Error")
         if isinstance(error, dict):
             code = str(error.get("Code", ""))
@@ -538,23 +520,10 @@ class TencentSms:
 # -- callbacks ------------------------------------------------------------------------------------
 
 
-def _items(body: bytes, what: str) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"Tencent {what} callback: the body is not JSON ({exc})") from exc
-    if isinstance(data, dict):
-        data = [data]  # the reply callback sends one object, the status callback an array
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise InputError(f"Tencent {what} callback: expected a JSON object or array of objects")
-    return data
-
-
-def _field(item: Mapping[str, Any], name: str, what: str, index: int) -> str:
-    value = item.get(name)
-    if value is None or value == "":
-        raise InputError(f"Tencent {what} callback: item {index} has no '{name}'")
-    return str(value)
+_STATUS = "Tencent status callback"
+_REPLY = "Tencent reply callback"
+# The reply callback sends one object, the status callback an array.
+_OBJECTS = "a JSON object or array of objects"
 
 
 def parse_status(body: bytes) -> list[Receipt]:
@@ -563,23 +532,17 @@ def parse_status(body: bytes) -> list[Receipt]:
     sid}``. ``user_receive_time`` is Asia/Shanghai local time; the receipts are in UTC. A
     malformed body raises InputError."""
     receipts: list[Receipt] = []
-    for index, item in enumerate(_items(body, "status")):
-        sid = _field(item, "sid", "status", index)
-        mobile = _field(item, "mobile", "status", index)
-        report = _field(item, "report_status", "status", index).upper()
+    for index, item in enumerate(callback_items(body, _STATUS, _OBJECTS)):
+        sid = callback_field(item, "sid", _STATUS, index)
+        mobile = callback_field(item, "mobile", _STATUS, index)
+        report = callback_field(item, "report_status", _STATUS, index).upper()
         if report not in ("SUCCESS", "FAIL"):
             raise InputError(
-                f"Tencent status callback: item {index} has report_status {report!r}, "
-                "expected SUCCESS or FAIL"
+                f"{_STATUS}: item {index} has report_status {report!r}, expected SUCCESS or FAIL"
             )
-        moment = _field(item, "user_receive_time", "status", index)
-        try:
-            local = dt.datetime.strptime(moment, "%Y-%m-%d %H:%M:%S")
-        except ValueError as exc:
-            raise InputError(
-                f"Tencent status callback: item {index} has a time {moment!r}, "
-                "expected yyyy-MM-dd HH:mm:ss"
-            ) from exc
+        at = shanghai_time(
+            callback_field(item, "user_receive_time", _STATUS, index), _STATUS, index
+        )
         detail = None
         if report == "FAIL":
             detail = " ".join(str(item.get(k) or "") for k in ("errmsg", "description")).strip()
@@ -587,7 +550,7 @@ def parse_status(body: bytes) -> list[Receipt]:
             Receipt(
                 provider_id=sid,
                 status="delivered" if report == "SUCCESS" else "failed",
-                at=local.replace(tzinfo=SHANGHAI).astimezone(dt.UTC),
+                at=at,
                 key=f"tencent:status:{sid}:{report}",
                 address=mobile,
                 detail=detail or None,
@@ -601,19 +564,19 @@ def parse_reply(body: bytes) -> list[Inbound]:
     mobile, nationcode, sign, text, time}`` with ``time`` a Unix timestamp (one object, or an
     array of them). A malformed body raises InputError."""
     replies: list[Inbound] = []
-    for index, item in enumerate(_items(body, "reply")):
-        mobile = _field(item, "mobile", "reply", index)
+    for index, item in enumerate(callback_items(body, _REPLY, _OBJECTS)):
+        mobile = callback_field(item, "mobile", _REPLY, index)
         text = item.get("text")
         if not isinstance(text, str):
-            raise InputError(f"Tencent reply callback: item {index} has no 'text'")
+            raise InputError(f"{_REPLY}: item {index} has no 'text'")
         moment = item.get("time")
         if isinstance(moment, bool) or not isinstance(moment, int | float | str):
-            raise InputError(f"Tencent reply callback: item {index} has no Unix 'time'")
+            raise InputError(f"{_REPLY}: item {index} has no Unix 'time'")
         try:
             at = dt.datetime.fromtimestamp(int(moment), dt.UTC)
         except (ValueError, OverflowError, OSError) as exc:
             raise InputError(
-                f"Tencent reply callback: item {index} has a time {moment!r}, expected Unix seconds"
+                f"{_REPLY}: item {index} has a time {moment!r}, expected Unix seconds"
             ) from exc
         # The same reply pushed twice has the same number, second and text.
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -51,6 +51,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from baoke.channels.hosts import is_loopback
+from baoke.channels.httpjson import transport_error
 from baoke.channels.protocol import (
     AdapterContext,
     Message,
@@ -132,19 +133,6 @@ def _signed_headers(secret: bytes | str, body: bytes, idempotency_key: str) -> d
     }
 
 
-def _transport_error(who: str, exc: httpx.HTTPError) -> ProviderError:
-    """A request that got no HTTP answer. Only the exception's class is named: its text can
-    carry the URL, and a URL may hold a token."""
-    name = type(exc).__name__
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        # The request never left this host.
-        return ProviderError("transient", f"{who}: cannot connect ({name})")
-    if isinstance(exc, httpx.TransportError):
-        # The body may have been received and acted on; only the answer is missing.
-        return ProviderError("transient", f"{who}: no answer ({name})", maybe_sent=True)
-    return ProviderError("transient", f"{who}: request failed ({name})")
-
-
 def _status_error(who: str, response: httpx.Response) -> ProviderError | None:
     """The ProviderError for a non-2xx answer; None for 2xx."""
     status = response.status_code
@@ -176,7 +164,7 @@ def post_signed(url: str, secret: bytes | str, payload: Mapping[str, Any], timeo
             url, content=body, headers=_signed_headers(secret, body, key), timeout=timeout
         )
     except httpx.HTTPError as exc:
-        raise _transport_error("alert webhook", exc) from None
+        raise transport_error("alert webhook", exc) from None
     error = _status_error("alert webhook", response)
     if error is not None:
         raise error
@@ -251,7 +239,7 @@ class WebhookAdapter:
         try:
             response = self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise _transport_error(who, exc) from None
+            raise transport_error(who, exc) from None
         error = _status_error(who, response)
         if error is not None:
             raise error

@@ -40,7 +40,7 @@ from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from baoke.channels.aliyun_sms import API_VERSION, acs3_sign, parse_authorization
-from baoke.channels.loopback.base import LoopbackServer, Request, Response
+from baoke.channels.loopback.base import LoopbackServer, Refused, Request, Response
 
 __all__ = ["AliyunSmsServer"]
 
@@ -55,15 +55,6 @@ _REQUIRED_SIGNED = {
     "x-acs-content-sha256",
 }
 _MAX_SKEW = dt.timedelta(minutes=15)  # "x-acs-date … within 15 minutes"
-
-
-class _Refused(Exception):
-    """A business error: HTTP 200 with this Code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code)
-        self.code = code
-        self.message = message
 
 
 def _mobile(value: str) -> str | None:
@@ -92,16 +83,11 @@ class AliyunSmsServer(LoopbackServer):
         self._nonces: set[str] = set()
         self._ids = itertools.count(1)
 
-    def reset(self) -> None:
-        """Forget every request and record and go back to ``ok`` (a server shared by tests)."""
-        with self.lock:
-            self.mode = "ok"
-            self.accepted.clear()
-            self.records.clear()
-            self.requests = 0
-            self.refuse.clear()
-            self._partial.clear()
-            self._by_phone.clear()
+    def _forget(self) -> None:
+        super()._forget()
+        self.refuse.clear()
+        self._partial.clear()
+        self._by_phone.clear()
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -166,7 +152,7 @@ class AliyunSmsServer(LoopbackServer):
                     "InvalidAction.NotFound",
                     "Specified api is not found, please check your url and method.",
                 )
-        except _Refused as refused:
+        except Refused as refused:
             payload = {
                 "Code": refused.code,
                 "Message": refused.message,
@@ -250,14 +236,14 @@ class AliyunSmsServer(LoopbackServer):
         if self.templates is not None:
             names = self.templates.get(template)
             if names is None:
-                raise _Refused("isv.SMS_TEMPLATE_ILLEGAL", "该账号下找不到对应模板")
+                raise Refused("isv.SMS_TEMPLATE_ILLEGAL", "该账号下找不到对应模板")
             for one in params:
                 if any(name not in one for name in names):
-                    raise _Refused("isv.TEMPLATE_MISSING_PARAMETERS", "模板变量缺少对应参数值")
+                    raise Refused("isv.TEMPLATE_MISSING_PARAMETERS", "模板变量缺少对应参数值")
         for phone in phones:
             code = self.refuse.get(phone)
             if code:
-                raise _Refused(code, "refused by the loopback's refuse table")
+                raise Refused(code, "refused by the loopback's refuse table")
         if self.mode == "partial":
             with self.lock:
                 for phone in phones:
@@ -265,7 +251,7 @@ class AliyunSmsServer(LoopbackServer):
                         self._partial[phone] = len(self._partial) % 3 == 2
                 refused = any(self._partial[phone] for phone in phones)
             if refused:
-                raise _Refused("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
+                raise Refused("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
 
     def _record(
         self,
@@ -303,23 +289,23 @@ class AliyunSmsServer(LoopbackServer):
         except ValueError:
             value = None
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise _Refused("isv.INVALID_JSON_PARAM", "JSON参数不合法，只接受字符串值")
+            raise Refused("isv.INVALID_JSON_PARAM", "JSON参数不合法，只接受字符串值")
         return value
 
     @staticmethod
     def _phones(raw: list[str]) -> list[str]:
         phones = [_mobile(p) for p in raw]
         if not phones or any(p is None for p in phones):
-            raise _Refused("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
+            raise Refused("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
         return [p for p in phones if p is not None]
 
     def _send_sms(self, params: Mapping[str, str]) -> dict[str, Any]:
         raw = [p for p in params.get("PhoneNumbers", "").split(",") if p]
         sign, template = params.get("SignName"), params.get("TemplateCode")
         if not raw or not sign or not template:
-            raise _Refused("isv.INVALID_PARAMETERS", "参数异常")
+            raise Refused("isv.INVALID_PARAMETERS", "参数异常")
         if len(raw) > 1000:
-            raise _Refused("isv.MOBILE_COUNT_OVER_LIMIT", "手机号码数量超过限制")
+            raise Refused("isv.MOBILE_COUNT_OVER_LIMIT", "手机号码数量超过限制")
         phones = self._phones(raw)
         values = [self._params(params.get("TemplateParam"))] * len(phones)
         self._check(phones, template, values)
@@ -334,12 +320,12 @@ class AliyunSmsServer(LoopbackServer):
             signs = json.loads(params.get("SignNameJson") or "null")
             values_raw = json.loads(params.get("TemplateParamJson") or "null")
         except ValueError as exc:
-            raise _Refused("isv.INVALID_JSON_PARAM", "JSON参数不合法") from exc
+            raise Refused("isv.INVALID_JSON_PARAM", "JSON参数不合法") from exc
         template = params.get("TemplateCode")
         if not isinstance(raw, list) or not isinstance(signs, list) or not template:
-            raise _Refused("isv.INVALID_PARAMETERS", "参数异常")
+            raise Refused("isv.INVALID_PARAMETERS", "参数异常")
         if len(raw) > 100:
-            raise _Refused("isv.MOBILE_COUNT_OVER_LIMIT", "手机号码数量超过限制")
+            raise Refused("isv.MOBILE_COUNT_OVER_LIMIT", "手机号码数量超过限制")
         if values_raw is None:
             values_raw = [{}] * len(raw)
         if (
@@ -347,7 +333,7 @@ class AliyunSmsServer(LoopbackServer):
             or not isinstance(values_raw, list)
             or len(values_raw) != len(raw)
         ):
-            raise _Refused("isv.INVALID_PARAMETERS", "参数异常：数组长度不一致")
+            raise Refused("isv.INVALID_PARAMETERS", "参数异常：数组长度不一致")
         phones = self._phones([str(p) for p in raw])
         values = [self._params(json.dumps(v)) for v in values_raw]
         self._check(phones, template, values)
@@ -363,11 +349,11 @@ class AliyunSmsServer(LoopbackServer):
             size = int(params.get("PageSize", ""))
             page = int(params.get("CurrentPage", ""))
         except ValueError as exc:
-            raise _Refused("isv.INVALID_PARAMETERS", "参数异常") from exc
+            raise Refused("isv.INVALID_PARAMETERS", "参数异常") from exc
         if phone is None:
-            raise _Refused("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
+            raise Refused("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
         if not re.fullmatch(r"\d{8}", day) or not 1 <= size <= 50 or page < 1:
-            raise _Refused("isv.INVALID_PARAMETERS", "参数异常")
+            raise Refused("isv.INVALID_PARAMETERS", "参数异常")
         wanted = f"{day[:4]}-{day[4:6]}-{day[6:]}"
         biz_id = params.get("BizId")
         with self.lock:

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["LoopbackServer", "Request", "Response"]
+__all__ = ["LoopbackServer", "Refused", "Request", "Response"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,21 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+
+
+class Refused(Exception):
+    """A fake's business error: the provider's error ``code`` and ``message``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
+
+
+class _Server(ThreadingHTTPServer):
+    # A dispatcher keeps dozens of connections open at once; the default backlog of 5 would
+    # reset some of them as they connect.
+    request_queue_size = 256
 
 
 class LoopbackServer:
@@ -59,6 +74,19 @@ class LoopbackServer:
     def answer(self, request: Request) -> Response:
         """The response to one request."""
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget every request and record and go back to ``ok`` (one server shared by many
+        tests)."""
+        with self.lock:
+            self._forget()
+
+    def _forget(self) -> None:
+        """What :meth:`reset` clears, under the lock; subclasses extend it with their state."""
+        self.mode = "ok"
+        self.accepted.clear()
+        self.records.clear()
+        self.requests = 0
 
     # -- helpers for subclasses --------------------------------------------------------------
 
@@ -122,7 +150,7 @@ class LoopbackServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # quiet: tests and benchmarks read the records, not a log
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()

@@ -51,17 +51,12 @@ class JPushServer(LoopbackServer):
         self.pushes: list[dict[str, Any]] = []  # every push body accepted, in order
         self._next_id = 18_100_000_000
 
-    def reset(self) -> None:
-        """Forget everything received and go back to ``ok`` (one server for many tests)."""
-        with self.lock:
-            self.mode = "ok"
-            self.hang_seconds = 5.0
-            self.accepted.clear()
-            self.records.clear()
-            self.requests = 0
-            self.unbound.clear()
-            self.received.clear()
-            self.pushes.clear()
+    def _forget(self) -> None:
+        super()._forget()
+        self.hang_seconds = 5.0
+        self.unbound.clear()
+        self.received.clear()
+        self.pushes.clear()
 
     def _authorised(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")

@@ -37,22 +37,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from baoke.channels.loopback.base import LoopbackServer, Request, Response
+from baoke.channels.loopback.base import LoopbackServer, Refused, Request, Response
 from baoke.channels.tencent_sms import API_VERSION, SERVICE, parse_authorization, tc3_sign
 
 __all__ = ["TencentSmsServer"]
 
 _E164 = re.compile(r"(?:\+86|0086|86)?(1\d{10})")
 _MAX_SKEW = 300  # seconds: "相差超过五分钟" fails the signature
-
-
-class _Refused(Exception):
-    """A request-level error: ``Response.Error`` with this code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code)
-        self.code = code
-        self.message = message
 
 
 class TencentSmsServer(LoopbackServer):
@@ -77,15 +68,10 @@ class TencentSmsServer(LoopbackServer):
         self._by_phone: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
 
-    def reset(self) -> None:
-        """Forget every request and record and go back to ``ok`` (a server shared by tests)."""
-        with self.lock:
-            self.mode = "ok"
-            self.accepted.clear()
-            self.records.clear()
-            self.requests = 0
-            self.refuse.clear()
-            self._by_phone.clear()
+    def _forget(self) -> None:
+        super()._forget()
+        self.refuse.clear()
+        self._by_phone.clear()
 
     # -- answers ---------------------------------------------------------------------------------
 
@@ -139,7 +125,7 @@ class TencentSmsServer(LoopbackServer):
                 payload = self._pull(body)
             else:
                 return self._error("InvalidAction", "The action requested is invalid.")
-        except _Refused as refused:
+        except Refused as refused:
             return self._error(refused.code, refused.message)
         if self.mode == "timeout":
             self.hang()
@@ -202,31 +188,31 @@ class TencentSmsServer(LoopbackServer):
         numbers = body.get("PhoneNumberSet")
         template = body.get("TemplateId")
         if not isinstance(numbers, list) or not numbers or not template:
-            raise _Refused("MissingParameter", "The request is missing a required parameter.")
+            raise Refused("MissingParameter", "The request is missing a required parameter.")
         if body.get("SmsSdkAppId") != self.sdk_app_id:
-            raise _Refused("InvalidParameterValue.SdkAppIdNotExist", "SdkAppId不存在")
+            raise Refused("InvalidParameterValue.SdkAppIdNotExist", "SdkAppId不存在")
         if len(numbers) > 200:
-            raise _Refused("LimitExceeded.PhoneNumberCountLimit", "单次提交的手机号个数超过200个")
+            raise Refused("LimitExceeded.PhoneNumberCountLimit", "单次提交的手机号个数超过200个")
         sign = body.get("SignName")
         if not isinstance(sign, str) or not sign:
-            raise _Refused("FailedOperation.SignatureIncorrectOrUnapproved", "签名未审批或格式错误")
+            raise Refused("FailedOperation.SignatureIncorrectOrUnapproved", "签名未审批或格式错误")
         params = body.get("TemplateParamSet") or []
         if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
-            raise _Refused("InvalidParameterValue.TemplateParameterFormatError", "模板参数格式错误")
+            raise Refused("InvalidParameterValue.TemplateParameterFormatError", "模板参数格式错误")
         if self.templates is not None:
             count = self.templates.get(str(template))
             if count is None:
-                raise _Refused(
+                raise Refused(
                     "FailedOperation.TemplateIncorrectOrUnapproved", "模板未审批或内容不匹配"
                 )
             if count != len(params):
-                raise _Refused(
+                raise Refused(
                     "FailedOperation.TemplateParamSetNotMatchApprovedTemplate",
                     "请求内容与审核通过的模板内容不匹配",
                 )
         context = body.get("SessionContext")
         if context is not None and len(str(context).encode()) >= 512:
-            raise _Refused("InvalidParameterValue.ContentLengthLimit", "SessionContext过长")
+            raise Refused("InvalidParameterValue.ContentLengthLimit", "SessionContext过长")
         statuses: list[dict[str, Any]] = []
         now = time.time()
         for index, raw in enumerate(numbers):
@@ -276,14 +262,14 @@ class TencentSmsServer(LoopbackServer):
     def _pull(self, body: Mapping[str, Any]) -> dict[str, Any]:
         begin, limit = body.get("BeginTime"), body.get("Limit")
         if not isinstance(begin, int) or not isinstance(limit, int) or body.get("Offset") != 0:
-            raise _Refused("MissingParameter", "The request is missing a required parameter.")
+            raise Refused("MissingParameter", "The request is missing a required parameter.")
         if body.get("SmsSdkAppId") != self.sdk_app_id:
-            raise _Refused("InvalidParameterValue.SdkAppIdNotExist", "SdkAppId不存在")
+            raise Refused("InvalidParameterValue.SdkAppIdNotExist", "SdkAppId不存在")
         if not 1 <= limit <= 100:
-            raise _Refused("InvalidParameterValue", "Limit最多100")
+            raise Refused("InvalidParameterValue", "Limit最多100")
         match = _E164.fullmatch(str(body.get("PhoneNumber", "")))
         if match is None:
-            raise _Refused("InvalidParameterValue.IncorrectPhoneNumber", "手机号格式错误")
+            raise Refused("InvalidParameterValue.IncorrectPhoneNumber", "手机号格式错误")
         end = body.get("EndTime")
         end_at = end if isinstance(end, int) else float("inf")
         with self.lock:

@@ -39,18 +39,13 @@ class WebhookServer(LoopbackServer):
         self.bad_signatures = 0
         self._ids: dict[str, str] = {}  # message key → the id it was accepted under
 
-    def reset(self) -> None:
-        """Forget everything received and go back to ``ok`` (one server for many tests)."""
-        with self.lock:
-            self.mode = "ok"
-            self.hang_seconds = 5.0
-            self.accepted.clear()
-            self.records.clear()
-            self.requests = 0
-            self.duplicates.clear()
-            self.idempotency_keys.clear()
-            self.bad_signatures = 0
-            self._ids.clear()
+    def _forget(self) -> None:
+        super()._forget()
+        self.hang_seconds = 5.0
+        self.duplicates.clear()
+        self.idempotency_keys.clear()
+        self.bad_signatures = 0
+        self._ids.clear()
 
     def answer(self, request: Request) -> Response:
         """Verify, dedupe and answer one POST."""
