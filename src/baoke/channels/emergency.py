@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, text, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from baoke.channels.outbox import timed
 from baoke.channels.secrets import load_secrets
@@ -39,7 +39,6 @@ __all__ = [
     "Pauses",
     "active_pauses",
     "check",
-    "count_in_doubt",
     "list_pauses",
     "pause",
     "readings",
@@ -81,13 +80,6 @@ def list_pauses(conn: Connection, *, include_resumed: bool = False) -> list[dict
     if not include_resumed:
         query = query.where(pauses.c.resumed_at.is_(None))
     return [dict(row) for row in conn.execute(query).mappings()]
-
-
-def count_in_doubt(engine: Engine) -> int:
-    """Rows waiting to be reconciled."""
-    with engine.connect() as conn:
-        found = conn.execute(text("SELECT count(*) FROM outbox WHERE status = 'in_doubt'"))
-        return int(found.scalar_one())
 
 
 def _audit(
