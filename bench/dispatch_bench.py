@@ -5,7 +5,7 @@
     python bench/dispatch_bench.py --repeat 3 --concurrency 32 --claim-size 2000 --json
     python bench/dispatch_bench.py --phases                 # where the main thread's time goes
     python bench/dispatch_bench.py --mode single --gateway-latency 50 --concurrency 32
-    python bench/dispatch_bench.py --mode single --profile /tmp/dispatch-prof
+    python bench/dispatch_bench.py --mode single --profile dispatch-prof
 
 Every run gets a fresh store: a new SQLite file, or a new schema in PostgreSQL's database
 ``test`` (``BAOKE_TEST_DATABASE_URL``, default ``postgres@127.0.0.1:5432``), dropped afterwards.
