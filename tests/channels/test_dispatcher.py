@@ -20,6 +20,7 @@ from baoke.channels.loopback.wecom import CORP_ID as WECOM_CORP
 from baoke.channels.loopback.wecom import SECRET as WECOM_SECRET
 from baoke.channels.loopback.wecom import WecomLoopback
 from baoke.channels.registry import Providers
+from baoke.store import models as m
 
 SECRETS = {
     "BAOKE_ALIYUN_ACCESS_KEY_ID": "LTAI5tLoopbackKeyId",
@@ -353,3 +354,25 @@ def test_the_circuit_opens_after_failures_in_a_row_and_probes_after_cooldown() -
     slow = CircuitBreaker(threshold=3, cooldown=3600)
     slow.failure(at_once=True)
     assert slow.is_open and not slow.allow()
+
+
+def test_a_complaint_opened_after_the_plan_stops_marketing_not_service(outbox: Outbox) -> None:
+    cid = outbox.owner()
+    marketing = outbox.schedule(cid, "sms", priority="marketing")
+    service = outbox.schedule(cid, "sms", priority="service", template="insurance_renewal")
+    outbox.world.insert(
+        m.Complaint,
+        complaint_no="C1",
+        customer_id=cid,
+        dealer_id=1,
+        opened_at=local(D, 7),
+        severity="medium",
+        status="open",
+    )
+    outbox.dispatch()
+    row = outbox.row(marketing)
+    assert (row["status"], row["last_error"]) == (
+        "suppressed",
+        "at send time: complaint open since 2026-11-02",
+    )
+    assert outbox.row(service)["status"] == "sent"

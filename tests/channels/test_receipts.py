@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from tests.channels.conftest import NINE, Outbox
 
+from baoke.channels.dispatcher import Dispatcher
 from baoke.channels.loopback.wecom import CORP_ID, SECRET, WecomLoopback
 from baoke.channels.receipts import poll
 
@@ -36,3 +37,27 @@ def test_wecom_results_are_fetched_and_applied_once(
         again = poll(settings, outbox.engine, now=NINE)
     assert again.stored == 0  # delivered touches are not asked about again
     assert outbox.history(reached) == ["sent", "delivered"]
+
+
+def test_the_dispatch_service_fetches_receipts_as_it_goes(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BAOKE_WECOM_SECRET", SECRET)
+    cid = outbox.owner()
+    with WecomLoopback() as wecom:
+        wecom.add_contact(f"wm{cid}", "wx_S1")
+        settings = outbox.settings(
+            channels={
+                "wecom": ["wecom"],
+                "providers": {"wecom": {"corp_id": CORP_ID, "endpoint": wecom.url}},
+            },
+            dispatch={"poll_seconds": 0.05},
+        )
+        touch = outbox.schedule(cid, "wecom", template="usage_notes")
+        dispatcher = Dispatcher(settings, outbox.engine, clock=lambda: NINE)
+        try:
+            # As `baoke dispatch --forever`: the first pass sends, a later one fetches.
+            dispatcher.run(until_empty=False, max_seconds=0.5)
+        finally:
+            dispatcher.close()
+    assert outbox.history(touch) == ["sent", "delivered"]

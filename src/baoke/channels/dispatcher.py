@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from baoke.channels import emergency
+from baoke.channels import emergency, receipts
 from baoke.channels.messages import addressed, prepare
 from baoke.channels.outbox import (
     Claimed,
@@ -55,6 +55,7 @@ from baoke.channels.registry import Providers
 from baoke.config import Settings
 from baoke.journeys.catalog import Catalog, load_catalog
 from baoke.store import models as m
+from baoke.store.db import STORE_FAILURES
 from baoke.store.models import table
 
 __all__ = ["CircuitBreaker", "DispatchResult", "Dispatcher", "TokenBucket"]
@@ -225,6 +226,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency)
         self._catalog: Catalog | None = None
         self._catalog_read = 0.0
+        self._receipts_at = 0.0
         self._claims = 0
         self._last_check = 0.0
 
@@ -246,6 +248,8 @@ class Dispatcher:
                 total.merge(done)
                 if max_seconds is not None and time.monotonic() - started >= max_seconds:
                     break
+                if not until_empty:
+                    self._poll_receipts()
                 if done.claimed == 0 and done.recovered_sent + done.recovered_queued == 0:
                     # Rows in doubt wait for their time to be asked about: a later run (or the
                     # --forever service) reconciles them; an until-empty run does not wait.
@@ -564,6 +568,20 @@ class Dispatcher:
     def _count(result: DispatchResult, settled: Sequence[Settled]) -> None:
         for row in settled:
             setattr(result, row.state, getattr(result, row.state) + 1)
+
+    def _poll_receipts(self) -> None:
+        """As a service: fetch the receipts WeCom and JPush do not push, every few minutes."""
+        every = self.settings.dispatch.receipts_minutes * 60
+        if not every or time.monotonic() - self._receipts_at < every:
+            return
+        self._receipts_at = time.monotonic()
+        try:
+            done = receipts.poll(self.settings, self.engine, now=self.clock())
+        except STORE_FAILURES as exc:  # the next round tries again; sending goes on
+            log.warning("receipts not fetched: %s", type(exc).__name__)
+            return
+        if done.stored:
+            log.info("receipts: %d new", done.stored)
 
     def _monitor(self, result: DispatchResult) -> None:
         """The 1-3-5 monitor, at most every few seconds while dispatching."""

@@ -27,7 +27,7 @@ from baoke.config import Settings
 from baoke.journeys.catalog import Catalog
 from baoke.journeys.context import build_contexts, render_message
 from baoke.playbooks.templates import TemplateError, template_variables
-from baoke.policy.inputs import channel_access
+from baoke.policy.inputs import channel_access, open_complaints
 from baoke.store import models as m
 from baoke.store.models import table
 
@@ -64,6 +64,7 @@ def prepare(
     touches = _touches(conn, [c.touch_id for c in claimed])
     senders = wecom_senders(conn, [t["customer_id"] for t in touches.values()])
     access = _access(conn, settings, touches)
+    complaints = _complaints(conn, touches)
     contexts = build_contexts(
         conn,
         list({t["customer_id"] for t in touches.values()}),
@@ -73,7 +74,9 @@ def prepare(
     known_links = _existing_links(conn, [c.touch_id for c in claimed])
     for row in claimed:
         touch = touches[row.touch_id]  # the outbox's foreign key keeps its touch
-        stop = _stop_reason(settings, touch, access, now)
+        stop = _stop_reason(settings, touch, access, now) or _complaint_pause(
+            settings, touch, complaints
+        )
         if stop is not None:
             state, why, due = stop
             if state == "pending":
@@ -155,6 +158,28 @@ def _access(
         return {}
     frame = channel_access(conn, pairs, settings.zone)
     return {(r["customer_id"], r["channel"]): r for r in frame.iter_rows(named=True)}
+
+
+def _complaints(conn: Connection, touches: dict[int, dict[str, Any]]) -> dict[int, dt.datetime]:
+    """When each customer's open complaint was opened (customers without one are absent)."""
+    ids = pl.Series("customer_id", list({t["customer_id"] for t in touches.values()}), pl.Int64)
+    if ids.len() == 0:
+        return {}
+    frame = open_complaints(conn, ids)
+    return dict(
+        zip(frame["customer_id"].to_list(), frame["complaint_since"].to_list(), strict=True)
+    )
+
+
+def _complaint_pause(
+    settings: Settings, touch: dict[str, Any], complaints: dict[int, dt.datetime]
+) -> tuple[str, str, dt.datetime | None] | None:
+    """A complaint opened after the plan pauses marketing at send time, as the plan would."""
+    since = complaints.get(touch["customer_id"])
+    if since is None or settings.policy.is_service(touch["priority"]):
+        return None
+    day = since.astimezone(settings.zone).date() if since.tzinfo else since.date()
+    return "suppressed", f"at send time: complaint open since {day}", None
 
 
 def _existing_links(conn: Connection, touch_ids: Sequence[int]) -> dict[tuple[int, str], str]:

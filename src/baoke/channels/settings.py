@@ -114,4 +114,7 @@ class DispatchSettings(BaseModel):
     # How often the 1-3-5 monitor reads the batches while dispatching (DOMAIN: detect an
     # abnormal send within one minute).
     monitor_seconds: float = Field(default=5.0, ge=0, le=60)
+    # ``baoke dispatch --forever`` fetches WeCom and JPush receipts this often (0: never; then
+    # schedule ``baoke dispatch receipts``).
+    receipts_minutes: float = Field(default=5.0, ge=0)
     emergency: EmergencySettings = Field(default_factory=EmergencySettings)

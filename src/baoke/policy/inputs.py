@@ -188,6 +188,29 @@ def _touch_candidates(conn: Connection, catalog: Catalog, end: dt.datetime) -> p
     )
 
 
+def open_complaints(conn: Connection, ids: pl.Series) -> pl.DataFrame:
+    """``customer_id`` and ``complaint_since`` of the customers with a complaint still open,
+    on record or known only from events."""
+    complaints = fetch_by_keys(
+        conn,
+        table(m.Complaint),
+        ["customer_id"],
+        pl.DataFrame({"customer_id": ids}),
+        ["status", "opened_at"],
+    )
+    on_record = (
+        complaints.filter(pl.col("status").is_in(list(_OPEN_COMPLAINT)))
+        .group_by("customer_id")
+        .agg(pl.col("opened_at").min())
+    )
+    by_events = complaints_open_by_events(conn, ids)
+    return (
+        pl.concat([on_record, by_events.cast(on_record.schema)])
+        .group_by("customer_id")
+        .agg(pl.col("opened_at").min().alias("complaint_since"))
+    )
+
+
 def _customers(conn: Connection, ids: pl.Series) -> pl.DataFrame:
     keys = pl.DataFrame({"id": ids})
     people = fetch_by_keys(conn, table(m.Customer), ["id"], keys, ["contact_from", "contact_to"])
@@ -198,24 +221,7 @@ def _customers(conn: Connection, ids: pl.Series) -> pl.DataFrame:
         keys.rename({"id": "customer_id"}),
         ["value_tier"],
     )
-    complaints = fetch_by_keys(
-        conn,
-        table(m.Complaint),
-        ["customer_id"],
-        keys.rename({"id": "customer_id"}),
-        ["status", "opened_at"],
-    )
-    on_record = (
-        complaints.filter(pl.col("status").is_in(list(_OPEN_COMPLAINT)))
-        .group_by("customer_id")
-        .agg(pl.col("opened_at").min())
-    )
-    by_events = complaints_open_by_events(conn, ids)
-    open_since = (
-        pl.concat([on_record, by_events.cast(on_record.schema)])
-        .group_by("customer_id")
-        .agg(pl.col("opened_at").min().alias("complaint_since"))
-    )
+    open_since = open_complaints(conn, ids)
     return (
         people.rename({"id": "customer_id"})
         .join(tiers, on="customer_id", how="left")
