@@ -42,6 +42,7 @@ from baoke.channels.httpjson import (
     callback_items,
     json_or_none,
     post,
+    send_in_turn,
     shanghai_time,
     unreadable_reply,
 )
@@ -353,7 +354,7 @@ class AliyunSms:
                 results.append(SendResult(message.touch_id, "failed", error=error))
             else:
                 ready.append((message, code))
-        results.extend(self._run(self._plan(ready)))
+        results.extend(send_in_turn(self._plan(ready), self._send_group))
         return results
 
     def _plan(self, ready: list[Planned]) -> list[list[Planned]]:
@@ -368,25 +369,6 @@ class AliyunSms:
             for group in by_code.values()
             for start in range(0, len(group), BATCH_LIMIT)
         ]
-
-    def _run(self, requests: list[list[Planned]]) -> list[SendResult]:
-        """Send requests in turn. A failure before anything went out fails the call as a whole;
-        after that, what is known stands and the rest is retried (or reconciled, in doubt)."""
-        done: list[SendResult] = []
-        for index, group in enumerate(requests):
-            try:
-                done.extend(self._send_group(group))
-            except ProviderError as exc:
-                if not any(result.outcome == "sent" for result in done):
-                    raise
-                if exc.maybe_sent:
-                    # Which of the later ones arrived is unknown: reconciliation by OutId tells.
-                    raise ProviderError(exc.kind, str(exc), maybe_sent=True) from exc
-                rest = [message for later in requests[index:] for message, _ in later]
-                error = f"not sent: {exc}"
-                done.extend(SendResult(m.touch_id, "retry", error=error) for m in rest)
-                break
-        return done
 
     def _send_group(self, group: list[Planned]) -> list[SendResult]:
         if len(group) == 1:
@@ -414,7 +396,7 @@ class AliyunSms:
         if kind in ("retry", "message"):
             # One number or one message's parameters refused the whole batch, and nothing was
             # sent: one request per message finds which, and lets the others go.
-            return self._run([[item] for item in group])
+            return send_in_turn([[item] for item in group], self._send_group)
         return self._results(reply, messages)
 
     def _results(self, reply: Mapping[str, Any], messages: list[Message]) -> list[SendResult]:
@@ -596,26 +578,12 @@ def parse_up(body: bytes) -> list[Inbound]:
 # -- the factory --------------------------------------------------------------------------------
 
 
-def _option_error(context: AdapterContext, name: str, expected: str) -> ConfigError:
-    return ConfigError(
-        f"channel provider '{context.name}': option '{name}' must be {expected} "
-        f"(in [channels.providers.{context.name}])"
-    )
-
-
-def _number(context: AdapterContext, name: str, default: float) -> float:
-    value = context.option(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise _option_error(context, name, "a positive number")
-    return float(value)
-
-
 def _templates(context: AdapterContext) -> dict[str, str]:
     value = context.option("templates", {}) or {}
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
     ):
-        raise _option_error(context, "templates", 'a table of "playbook/template" = "SMS_xxx"')
+        raise context.option_error("templates", 'a table of "playbook/template" = "SMS_xxx"')
     return dict(value)
 
 
@@ -634,13 +602,13 @@ def make(context: AdapterContext) -> AliyunSms:
         )
     endpoint = context.option("endpoint", DEFAULT_ENDPOINT)
     if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https"):
-        raise _option_error(context, "endpoint", "an http(s) URL")
+        raise context.option_error("endpoint", "an http(s) URL")
     batch = context.option("batch", True)
     if not isinstance(batch, bool):
-        raise _option_error(context, "batch", "true or false")
+        raise context.option_error("batch", "true or false")
     days = context.option("reconcile_days", 2)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 30:
-        raise _option_error(context, "reconcile_days", "a whole number of days from 1 to 30")
+        raise context.option_error("reconcile_days", "a whole number of days from 1 to 30")
     return AliyunSms(
         name=context.name,
         access_key_id=context.secret("aliyun_access_key_id"),
@@ -650,7 +618,7 @@ def make(context: AdapterContext) -> AliyunSms:
         endpoint=endpoint,
         templates=_templates(context),
         batch=batch,
-        rate=_number(context, "rate", 50.0),
-        timeout=_number(context, "timeout", 5.0),
+        rate=context.positive_number("rate", 50.0),
+        timeout=context.positive_number("timeout", 5.0),
         reconcile_days=days,
     )

@@ -1,18 +1,18 @@
 """What the HTTP/JSON provider adapters share: the mapping of a request that got no answer to a
 :class:`ProviderError`, the signed-POST of the SMS APIs, their ``Authorization`` header's
-fields, and the reading of JSON callback pushes."""
+fields, the reading of JSON callback pushes, and sending a call's requests in turn."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
 
-from baoke.channels.protocol import ProviderError
+from baoke.channels.protocol import Message, ProviderError, SendResult
 from baoke.errors import InputError
 
 __all__ = [
@@ -22,12 +22,14 @@ __all__ = [
     "callback_items",
     "json_or_none",
     "post",
+    "send_in_turn",
     "shanghai_time",
     "transport_error",
     "unreadable_reply",
 ]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+Item = TypeVar("Item", bound=tuple[Any, ...])  # a planned message: the Message first
 
 
 # -- requests -----------------------------------------------------------------------------------
@@ -130,3 +132,29 @@ def shanghai_time(value: str, where: str, index: int) -> dt.datetime:
             f"{where}: item {index} has a time {value!r}, expected yyyy-MM-dd HH:mm:ss"
         ) from exc
     return local.replace(tzinfo=SHANGHAI).astimezone(dt.UTC)
+
+
+def send_in_turn(
+    requests: Sequence[list[Item]], send: Callable[[list[Item]], list[SendResult]]
+) -> list[SendResult]:
+    """Send one adapter call's requests in turn (each item a message first).
+
+    A failure before anything went out fails the call as a whole (the dispatcher retries or
+    fails over). After that, what is known stands and the rest is retried, or, when the
+    failed request may have gone through, the whole call is in doubt and reconciliation
+    (by the request's reference) tells which arrived.
+    """
+    done: list[SendResult] = []
+    for index, group in enumerate(requests):
+        try:
+            done.extend(send(group))
+        except ProviderError as exc:
+            if not any(result.outcome == "sent" for result in done):
+                raise
+            if exc.maybe_sent:
+                raise ProviderError(exc.kind, str(exc), maybe_sent=True) from exc
+            rest: list[Message] = [item[0] for later in requests[index:] for item in later]
+            error = f"not sent: {exc}"
+            done.extend(SendResult(m.touch_id, "retry", error=error) for m in rest)
+            break
+    return done

@@ -159,6 +159,20 @@ class AdapterContext:
         """One option of the provider's table, or ``default``."""
         return self.options.get(name, default)
 
+    def option_error(self, name: str, expected: str) -> ConfigError:
+        """The one-line error for option ``name`` when it is not ``expected``."""
+        return ConfigError(
+            f"channel provider '{self.name}': option '{name}' must be {expected} "
+            f"(in [channels.providers.{self.name}])"
+        )
+
+    def positive_number(self, name: str, default: float) -> float:
+        """Option ``name`` as a positive number (``rate``, ``timeout`` …)."""
+        value = self.option(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.option_error(name, "a positive number")
+        return float(value)
+
 
 @runtime_checkable
 class Adapter(Protocol):

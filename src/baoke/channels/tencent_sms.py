@@ -38,6 +38,7 @@ from baoke.channels.httpjson import (
     callback_items,
     json_or_none,
     post,
+    send_in_turn,
     shanghai_time,
     unreadable_reply,
 )
@@ -359,7 +360,7 @@ class TencentSms:
                 results.append(SendResult(message.touch_id, "failed", error=error))
                 continue
             ready.append((message, template, values))
-        results.extend(self._run(self._plan(ready)))
+        results.extend(send_in_turn(self._plan(ready), self._send_group))
         return results
 
     def _plan(self, ready: list[Planned]) -> list[list[Planned]]:
@@ -373,24 +374,6 @@ class TencentSms:
             for group in groups.values()
             for start in range(0, len(group), BATCH_LIMIT)
         ]
-
-    def _run(self, requests: list[list[Planned]]) -> list[SendResult]:
-        """Send requests in turn. A failure before anything went out fails the call as a whole;
-        after that, what is known stands and the rest is retried (or reconciled, in doubt)."""
-        done: list[SendResult] = []
-        for index, group in enumerate(requests):
-            try:
-                done.extend(self._send_group(group))
-            except ProviderError as exc:
-                if not any(result.outcome == "sent" for result in done):
-                    raise
-                if exc.maybe_sent:
-                    raise ProviderError(exc.kind, str(exc), maybe_sent=True) from exc
-                rest = [item[0] for later in requests[index:] for item in later]
-                error = f"not sent: {exc}"
-                done.extend(SendResult(m.touch_id, "retry", error=error) for m in rest)
-                break
-        return done
 
     def _send_group(self, group: list[Planned]) -> list[SendResult]:
         messages = [item[0] for item in group]
@@ -594,20 +577,6 @@ def parse_reply(body: bytes) -> list[Inbound]:
 # -- the factory ----------------------------------------------------------------------------------
 
 
-def _option_error(context: AdapterContext, name: str, expected: str) -> ConfigError:
-    return ConfigError(
-        f"channel provider '{context.name}': option '{name}' must be {expected} "
-        f"(in [channels.providers.{context.name}])"
-    )
-
-
-def _number(context: AdapterContext, name: str, default: float) -> float:
-    value = context.option(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise _option_error(context, name, "a positive number")
-    return float(value)
-
-
 def _required(context: AdapterContext, name: str, example: str) -> str:
     value = context.option(name)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -632,16 +601,16 @@ def make(context: AdapterContext) -> TencentSms:
     sign_name = _required(context, "sign_name", '"某某汽车"').strip("【】[]")
     endpoint = context.option("endpoint", DEFAULT_ENDPOINT)
     if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https"):
-        raise _option_error(context, "endpoint", "an http(s) URL")
+        raise context.option_error("endpoint", "an http(s) URL")
     region = context.option("region", DEFAULT_REGION)
     if not isinstance(region, str) or not region:
-        raise _option_error(context, "region", 'a region name such as "ap-guangzhou"')
+        raise context.option_error("region", 'a region name such as "ap-guangzhou"')
     templates = context.option("templates", {}) or {}
     if not isinstance(templates, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str | int) and not isinstance(v, bool)
         for k, v in templates.items()
     ):
-        raise _option_error(context, "templates", 'a table of "playbook/template" = "<TemplateId>"')
+        raise context.option_error("templates", 'a table of "playbook/template" = "<TemplateId>"')
     order = context.option("template_params", {}) or {}
     if not isinstance(order, Mapping) or not all(
         isinstance(k, str)
@@ -649,16 +618,16 @@ def make(context: AdapterContext) -> TencentSms:
         and all(isinstance(name, str) for name in v)
         for k, v in order.items()
     ):
-        raise _option_error(
-            context, "template_params", 'a table of "playbook/template" = ["name", "date", …]'
+        raise context.option_error(
+            "template_params", 'a table of "playbook/template" = ["name", "date", …]'
         )
     batch = context.option("batch", True)
     if not isinstance(batch, bool):
-        raise _option_error(context, "batch", "true or false")
+        raise context.option_error("batch", "true or false")
     hours = context.option("reconcile_hours", 48)
     if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= 7 * 24:
         # PullSmsSendStatusByPhoneNumber reaches 7 days back.
-        raise _option_error(context, "reconcile_hours", "a whole number of hours from 1 to 168")
+        raise context.option_error("reconcile_hours", "a whole number of hours from 1 to 168")
     return TencentSms(
         name=context.name,
         secret_id=context.secret("tencent_secret_id"),
@@ -670,7 +639,7 @@ def make(context: AdapterContext) -> TencentSms:
         templates={k: str(v) for k, v in templates.items()},
         template_params={k: list(v) for k, v in order.items()},
         batch=batch,
-        rate=_number(context, "rate", 50.0),
-        timeout=_number(context, "timeout", 5.0),
+        rate=context.positive_number("rate", 50.0),
+        timeout=context.positive_number("timeout", 5.0),
         reconcile_hours=hours,
     )
