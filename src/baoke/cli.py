@@ -298,13 +298,61 @@ def generate(
 @app.command()
 def demo(
     customers: Annotated[int, typer.Option(min=100, help="size of the synthetic group")] = 20_000,
-    seed: Annotated[int, typer.Option(help="random seed")] = 42,
-    fresh: Annotated[bool, typer.Option(help="start from an empty demo store")] = False,
+    days: Annotated[int, typer.Option(min=1, max=730, help="simulated days to live")] = 180,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same run")] = 42,
+    model: Annotated[
+        Path | None, typer.Option(help="response model file (default: the shipped one)")
+    ] = None,
 ) -> None:
-    """Generate a dealer group, import it, and explain what happened."""
+    """Generate a dealer group, import it, live months of it through baoke, and report.
+
+    Always starts from an empty embedded store in the data directory.
+    """
     from baoke.demo import run_demo
 
-    run_demo(_settings(), customers=customers, seed=seed, fresh=fresh, console=console)
+    run_demo(
+        _settings(), customers=customers, days=days, seed=seed, model_path=model, console=console
+    )
+
+
+@app.command()
+def simulate(
+    arm: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=CONFIG: an arm file (TOML) or a shipped arm (sms_only, wecom_led, "
+            "full_blast); repeat for each arm. Default: the three shipped arms"
+        ),
+    ] = None,
+    customers: Annotated[
+        int, typer.Option(min=100, help="size of the synthetic group, split between the arms")
+    ] = 6_000,
+    days: Annotated[int, typer.Option(min=1, max=730, help="simulated days")] = 180,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same run")] = 42,
+    model: Annotated[
+        Path | None, typer.Option(help="response model file (default: the shipped one)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+) -> None:
+    """Compare strategies side by side on one synthetic group, before spending money.
+
+    Customers are split at random between the arms; each arm runs the group through the real
+    engine with its own playbooks and contact policy, and a response model plays the
+    customers. The report gives each arm's cost, visits, satisfaction proxy and fatigue with
+    95% intervals.
+    """
+    from baoke.simulate.command import run_simulate
+
+    run_simulate(
+        _settings(),
+        arms=arm or ["sms_only", "wecom_led", "full_blast"],
+        customers=customers,
+        days=days,
+        seed=seed,
+        model_path=model,
+        as_json=as_json,
+        console=err if as_json else console,
+    )
 
 
 @app.command()

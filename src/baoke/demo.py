@@ -1,9 +1,13 @@
-"""``baoke demo``: generate a synthetic dealer group, import it, and explain what happened."""
+"""``baoke demo``: a synthetic dealer group, imported, then months of its life through baoke.
+
+The engine is the real one (profiles, playbooks, contact policy, outbox, dispatch to the
+sandbox providers); the customers and staff are a response model (:mod:`baoke.simulate`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,25 +15,32 @@ from pathlib import Path
 import duckdb
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from sqlalchemy import Connection, Engine, func, select
 
-from baoke.channels.commands import print_dispatch
-from baoke.channels.dispatcher import Dispatcher, DispatchResult
 from baoke.config import Settings
-from baoke.ingest.pipeline import ImportSummary, find_kind_files, import_file
+from baoke.errors import InputError
+from baoke.ingest.pipeline import ImportSummary
 from baoke.journeys.catalog import load_catalog
 from baoke.journeys.context import build_contexts, render_message
-from baoke.journeys.run import RunResult, run_day
 from baoke.policy.commands import print_explanation, print_summary
 from baoke.policy.explain import explain_customer
 from baoke.policy.plan import summarise
 from baoke.privacy import mask_mobile, mask_name
-from baoke.profiles.commands import all_definitions
-from baoke.profiles.engine import RefreshResult, refresh_profiles, snapshot_path
+from baoke.profiles.engine import RefreshResult, snapshot_path
 from baoke.simulate.generator import GenerateConfig, GenerateResult, generate
+from baoke.simulate.model import load_model
+from baoke.simulate.report import print_report
+from baoke.simulate.session import GroupRun, import_group, simulate_group
 from baoke.store import models as m
-from baoke.store.db import ensure_schema, make_engine, redact
+from baoke.store.db import redact
 
 STORE_COUNTS: list[tuple[str, type[m.Base]]] = [
     ("dealers", m.Dealer),
@@ -47,19 +58,35 @@ STORE_COUNTS: list[tuple[str, type[m.Base]]] = [
 
 
 def run_demo(
-    settings: Settings, *, customers: int, seed: int, fresh: bool, console: Console
-) -> list[ImportSummary]:
-    """Run the demo end to end and print a report a new user can follow."""
+    settings: Settings,
+    *,
+    customers: int,
+    days: int,
+    seed: int,
+    console: Console,
+    model_path: Path | None = None,
+) -> GroupRun:
+    """Generate a group, import it, live ``days`` simulated days through the engine, report."""
     started = time.perf_counter()
-    if fresh:
-        _remove_default_store(settings)
+    if settings.database_url is not None:
+        raise InputError(
+            "baoke demo simulates months of sends and visits, so it runs on its own embedded "
+            "store: unset BAOKE_DATABASE_URL (or database_url in baoke.toml) to run it"
+        )
+    model = load_model(model_path)
+    _remove_demo_files(settings)
     out_dir = settings.data_dir / "generated"
     console.print(
         Panel.fit(
-            f"baoke demo: a synthetic dealer group of {customers:,} customers (seed {seed})\n"
+            f"baoke demo: a synthetic dealer group of {customers:,} customers (seed {seed}), "
+            f"then {days} days of its life\n"
             "1) write DMS-style export files   2) import them with validation and quarantine   "
-            "3) profiles and segments   4) run the playbooks for the day   "
-            "5) the contact policy plans what is sent   6) the dispatcher sends it (sandbox)",
+            "3) profiles and segments\n"
+            f"4) {days} simulated days: every day the real engine refreshes the profiles, runs "
+            "the playbooks, plans through the contact policy and dispatches to the sandbox "
+            "providers; a response model plays the customers and staff, and what they do comes "
+            "back as receipts, replies, call logs and DMS imports\n"
+            "5) the director's report   6) one day in detail",
             title="保客 baoke",
         )
     )
@@ -69,40 +96,59 @@ def run_demo(
         progress=lambda msg: console.print(f"  [dim]{msg}[/]"),
     )
     _print_generated(console, result)
-
-    engine = make_engine(settings.url)
-    ensure_schema(engine)
-    summaries = []
-    for kind, path in find_kind_files(out_dir):
-        with console.status(f"importing {kind} from {path.name} …"):
-            summaries.append(
-                import_file(
-                    engine, kind, path, tz=settings.zone, batch_rows=settings.import_batch_rows
-                )
-            )
-    _print_imports(console, summaries, result)
-    _print_store(console, engine)
-    with console.status("computing profiles, tags and segments …"):
-        refreshed = refresh_profiles(
-            settings, engine, result.config.today, all_definitions(settings)
+    with console.status("importing …") as status:
+        run = import_group(
+            settings, out_dir, result.config.today, note=lambda msg: status.update(f"{msg} …")
         )
-    _print_profiles(console, settings, refreshed)
-    with console.status("running the playbooks and the contact policy for the day …"):
-        day = run_day(settings, engine, result.config.today, refresh=False)
-    _print_journeys(console, settings, engine, day)
-    _print_plan(console, settings, engine, day)
-    with console.status("sending the day's messages through the sandbox providers …"):
-        sent = _dispatch_day(settings, engine, day.day)
-    _print_dispatch(console, settings, sent)
-    _print_where(console, settings, out_dir, summaries, time.perf_counter() - started)
-    return summaries
+    _print_imports(console, run.imports, result)
+    _print_store(console, run.engine)
+    assert run.refreshed is not None
+    _print_profiles(console, settings, run.refreshed)
+    start = result.config.today
+    with _day_bar(console, days) as bar:
+        task = bar.add_task("simulating", total=days, info="")
+
+        def advanced(day: dt.date, counts: dict[str, int]) -> None:
+            bar.update(
+                task,
+                advance=1,
+                info=f"{day} · sent {counts['sent']:,} · calls {counts['calls']:,} · "
+                f"visits {counts['visits']:,}",
+            )
+
+        measures = simulate_group(run, model, start, days, seed, advanced)
+    console.print(
+        f"[bold]4) {days} simulated days[/] in {run.timings['days']:.0f}s "
+        f"({run.timings['days'] / max(days, 1):.2f}s a day)"
+    )
+    print_report(measures, console, f"5) The director's report: {days} days of baoke")
+    _print_day(console, settings, run.engine, start)
+    _print_where(console, settings, out_dir, run.imports, days, time.perf_counter() - started)
+    return run
 
 
-def _remove_default_store(settings: Settings) -> None:
-    """--fresh only ever deletes the embedded SQLite store, never a configured server."""
-    if settings.database_url is None:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{settings.data_dir / 'baoke.db'}{suffix}").unlink(missing_ok=True)
+def _day_bar(console: Console, days: int) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def _remove_demo_files(settings: Settings) -> None:
+    """The demo starts from nothing: its embedded store, snapshot and files from last time."""
+    base = settings.data_dir
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{base / 'baoke.db'}{suffix}").unlink(missing_ok=True)
+    for name in ("analytics.duckdb", "analytics.duckdb.wal"):
+        (base / name).unlink(missing_ok=True)
+    for folder in ("sandbox", "simulated"):
+        shutil.rmtree(base / folder, ignore_errors=True)
 
 
 def _print_generated(console: Console, result: GenerateResult) -> None:
@@ -236,53 +282,25 @@ def _print_profiles(console: Console, settings: Settings, refreshed: RefreshResu
         )
 
 
-def _print_journeys(console: Console, settings: Settings, engine: Engine, day: RunResult) -> None:
-    """What the playbooks proposed for the day, per playbook, and the tasks for staff."""
-    touches, tasks = m.Touch, m.Task
-    with engine.connect() as conn:
-        by_book = conn.execute(
-            select(touches.playbook, func.count()).group_by(touches.playbook)
-        ).all()
-        by_role = dict(conn.execute(select(tasks.role, func.count()).group_by(tasks.role)).all())
-    enrolled = day.enrolment.enrolled + day.events.enrolment.enrolled
-    held = day.enrolment.holdout + day.events.enrolment.holdout
-    table = Table(
-        title=f"5) Playbooks on {day.day}: {enrolled:,} customers entered (+{held:,} held out "
-        f"to measure); touches proposed by playbook",
-        title_justify="left",
-    )
-    table.add_column("playbook")
-    table.add_column("touches", justify="right")
-    for name, n in sorted(by_book, key=lambda r: -r[1]):
-        table.add_row(name, f"{n:,}")
-    console.print(table)
-    console.print(
-        "Calls proposed for staff: "
-        + (", ".join(f"{role} {n:,}" for role, n in by_role.items()) or "none")
-    )
-
-
-def _print_plan(console: Console, settings: Settings, engine: Engine, day: RunResult) -> None:
-    """The contact policy's plan of the day, three messages as the customer reads them, and
-    one customer's explanation of what was held back."""
+def _print_day(console: Console, settings: Settings, engine: Engine, day: dt.date) -> None:
+    """The first simulated day up close: the contact policy's plan, three messages as the
+    customer read them, and why one customer got less that day."""
     with engine.begin() as conn:
-        summary = summarise(conn, day.day)
-        samples = _samples(conn)
-        contexts = build_contexts(
-            conn, [row[0] for row in samples], as_of=day.day, settings=settings
-        )
+        summary = summarise(conn, day)
+        samples = _samples(conn, day, settings)
+        contexts = build_contexts(conn, [row[0] for row in samples], as_of=day, settings=settings)
         catalog = load_catalog(conn, settings, record=False)
         held = conn.execute(
             select(m.PolicyDecision.customer_id)
-            .where(m.PolicyDecision.plan_date == day.day, m.PolicyDecision.rule == "collision")
+            .where(m.PolicyDecision.plan_date == day, m.PolicyDecision.rule == "collision")
             .order_by(m.PolicyDecision.customer_id)
             .limit(1)
         ).scalar()
-        explained = explain_customer(conn, settings, held, day.day) if held else None
+        explained = explain_customer(conn, settings, held, day) if held else None
     console.print(
-        f"[bold]6) The contact policy on {day.day}[/]: consent, reachability, quiet hours "
-        "(08:00-21:00), one marketing touch a day, monthly caps by tier, channel caps, "
-        "budgets and a 5% global holdout"
+        f"[bold]6) One day in detail: {day}[/], the first simulated day. The contact policy "
+        "applied consent, reachability, quiet hours (08:00-21:00), one marketing touch a day, "
+        "monthly caps by tier, channel caps, budgets and a 5% global holdout"
     )
     print_summary(summary, console)
     for cid, name, version, template, channel, at in samples:
@@ -291,61 +309,33 @@ def _print_plan(console: Console, settings: Settings, engine: Engine, day: RunRe
         console.print(
             Panel(
                 text.strip(),
-                title=f"{name} → customer {cid} on {channel} at {when}",
+                title=f"{name} → customer {cid} on {channel}, planned for {when}",
                 title_align="left",
             )
         )
     if explained:
-        console.print(f"Why one customer got less today (baoke plan explain {held}):")
+        console.print(
+            f"Why one customer got less that day (baoke plan explain {held} --date {day}):"
+        )
         print_explanation(explained, console)
-    outbox = sum(r["touches"] for r in summary["by_channel"] if r["channel"] != "phone")
-    console.print(
-        f"[dim]The outbox holds {outbox:,} scheduled messages; calls are the staff's tasks.[/]"
-    )
-
-
-def _dispatch_day(settings: Settings, engine: Engine, day: dt.date) -> DispatchResult:
-    """Send what the day's plan made due, as the dispatcher would have by the evening."""
-    evening = dt.datetime.combine(day, dt.time(20, 59), settings.zone).astimezone(dt.UTC)
-    dispatcher = Dispatcher(settings, engine, clock=lambda: evening)
-    try:
-        return dispatcher.run()
-    finally:
-        dispatcher.close()
-
-
-def _print_dispatch(console: Console, settings: Settings, sent: DispatchResult) -> None:
-    """What the dispatcher sent, where the sandbox wrote it, one message as it left."""
-    console.print(
-        "[bold]7) Dispatch[/]: each due message is claimed, checked once more (consent, "
-        "reachability, sending hours), rendered with per-touch short links and sent through "
-        "its channel's provider; calls become the staff's tasks"
-    )
-    print_dispatch(sent, console)
     sandbox = Path(settings.data_dir) / "sandbox"
     files = sorted(sandbox.glob("*.jsonl")) if sandbox.exists() else []
-    for path in files:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        console.print(f"  {path.name}: {len(lines):,} messages")
-    if files:
-        first = json.loads(files[0].read_text(encoding="utf-8").splitlines()[0])
-        console.print(
-            Panel(
-                str(first["text"]).strip(),
-                title=f"as sent on {first['channel']} to {first['address']} (touch "
-                f"{first['touch_id']})",
-                title_align="left",
-            )
-        )
+    counts = ", ".join(
+        f"{path.stem} {sum(1 for _ in path.open(encoding='utf-8')):,}" for path in files
+    )
     console.print(
-        f"[dim]The sandbox providers wrote these to {sandbox}: nothing reached a customer. "
-        "Real providers (Aliyun, Tencent, WeCom, JPush, SMTP) are a few lines of baoke.toml: "
-        "see docs/channels.md, then `baoke dispatch check`.[/]"
+        f"[dim]Everything sent went to the sandbox providers ({sandbox}: {counts or 'nothing'}); "
+        "nothing reached a customer. Real providers (Aliyun, Tencent, WeCom, JPush, SMTP) are a "
+        "few lines of baoke.toml: see docs/channels.md, then `baoke dispatch check`.[/]"
     )
 
 
-def _samples(conn: Connection) -> list[tuple[int, str, str, str, str, dt.datetime]]:
-    """One scheduled touch of each of three playbooks, when there is one."""
+def _samples(
+    conn: Connection, day: dt.date, settings: Settings
+) -> list[tuple[int, str, str, str, str, dt.datetime]]:
+    """One message of each of three playbooks planned for ``day``, when there is one."""
+    start = dt.datetime.combine(day, dt.time(0), settings.zone).astimezone(dt.UTC)
+    end = start + dt.timedelta(days=1)
     out = []
     for name in ("churn_winback", "service_calendar", "maintenance_cadence_high"):
         row = conn.execute(
@@ -357,7 +347,13 @@ def _samples(conn: Connection) -> list[tuple[int, str, str, str, str, dt.datetim
                 m.Touch.channel,
                 m.Touch.scheduled_at,
             )
-            .where(m.Touch.playbook == name, m.Touch.status == "scheduled")
+            .where(
+                m.Touch.playbook == name,
+                m.Touch.sent_at.is_not(None),
+                m.Touch.channel != "phone",
+                m.Touch.scheduled_at >= start,
+                m.Touch.scheduled_at < end,
+            )
             .order_by(m.Touch.id)
             .limit(1)
         ).first()
@@ -372,6 +368,7 @@ def _print_where(
     settings: Settings,
     out_dir: Path,
     summaries: list[ImportSummary],
+    days: int,
     seconds: float,
 ) -> None:
     quarantine_files = [s.quarantine_file for s in summaries if s.quarantine_file]
@@ -379,16 +376,17 @@ def _print_where(
         f"store:            {redact(settings.url)}",
         f"generated files:  {out_dir}",
         f"quarantine files: {len(quarantine_files)} (next to each input, *.quarantine.csv)",
-        "",
+        f"simulated feeds:  {settings.data_dir / 'simulated'} (the daily DMS exports the "
+        "simulation imported)",
         f"analytics:        {snapshot_path(settings)} (DuckDB snapshot and profiles)",
         "",
-        "explore:  baoke segments list · baoke segments show at_risk · baoke profiles show ID",
-        "          baoke journeys list · baoke journeys show ID · baoke candidates",
-        "          baoke plan --date DAY · baoke plan explain ID   (what is sent, and why not)",
-        "          baoke dispatch status · baoke tasks list · baoke pause --all --reason …",
+        "explore:  baoke segments list · baoke profiles show ID · baoke journeys list",
+        "          baoke plan --date DAY · baoke plan explain ID --date DAY",
+        "          baoke dispatch status · baoke tasks list",
+        "compare strategies before paying for them (a model, see docs/simulation.md):",
+        "  baoke simulate --arm sms_only --arm wecom_led --arm full_blast --customers 6000",
         "next: import your own DMS exports, e.g.",
         "  baoke import customers 客户资料.csv     (CSV in UTF-8 or GBK, XLSX, JSON Lines)",
-        "  baoke import service-orders 工单.xlsx --mapping my-headers.yaml",
-        f"demo finished in {seconds:.1f}s",
+        f"demo finished in {seconds:.1f}s ({days} simulated days)",
     ]
     console.print(Panel("\n".join(lines), title="where things are", title_align="left"))
