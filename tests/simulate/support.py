@@ -31,6 +31,7 @@ def population(
             "stage": ["maintained"] * n,
             "last_visit_date": [START - dt.timedelta(days=last_visit_days_ago)] * n,
             "first_done": [True] * n,
+            "open_complaint": [False] * n,
             "vin": [f"VIN{i:014d}" for i in range(n)],
             "delivery_date": [START - dt.timedelta(days=800)] * n,
             "model_year": [2023] * n,

@@ -105,6 +105,7 @@ _FACTS = """
 SELECT c.id AS customer_id, c.mobile, COALESCE(p.value_tier, 'none') AS tier,
        COALESCE(p.is_owner, FALSE) AS owner, COALESCE(p.lifecycle_stage, 'prospect') AS stage,
        p.last_visit_date, COALESCE(p.first_maintenance_done, FALSE) AS first_done,
+       COALESCE(p.open_complaint, FALSE) AS open_complaint,
        v.vin, v.delivery_date, v.model_year, d.code AS dealer_code, ci.customer_no,
        cd.code AS identity_dealer,
        (SELECT max(o.mileage_km) FROM service_orders o WHERE o.vehicle_id = v.id) AS mileage
@@ -127,6 +128,7 @@ FACT_SCHEMA: dict[str, pl.DataType] = {
     "stage": pl.String(),
     "last_visit_date": pl.Date(),
     "first_done": pl.Boolean(),
+    "open_complaint": pl.Boolean(),
     "vin": pl.String(),
     "delivery_date": pl.Date(),
     "model_year": pl.Int64(),
@@ -226,7 +228,8 @@ def build_population(
         pressure=np.zeros((MEMORY, n)),
         unsubscribed={ch: np.zeros(n, dtype=bool) for ch in CHANNELS},
         blocked=np.zeros(n, dtype=bool),
-        complaining=np.zeros(n, dtype=bool),
+        # An open ticket from the records is worked like a new one: called, then resolved.
+        complaining=facts["open_complaint"].to_numpy().astype(bool),
         today=today,
     )
     pop.new_owner_at_start = pop.new_owner.copy()
