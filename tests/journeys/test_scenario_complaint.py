@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
-from sqlalchemy import update
+from sqlalchemy import func, update
 from tests.journeys.world import World, local
 
 from baoke.journeys.enrol import stable_share
@@ -56,10 +56,17 @@ def _complaint(world: World, cid: int, severity: str, opened: dt.datetime, no: s
 def _resolve(world: World, complaint: int, at: dt.datetime) -> None:
     table = m.Complaint.__table__
     with world.engine.begin() as conn:
+        # Stamped as every writer of the store stamps a change (the importer's bulk_update):
+        # updated_at is what the profile snapshot reads changes by.
         conn.execute(
             update(table)
             .where(table.c.id == complaint)
-            .values(status="resolved", resolved_at=at, satisfaction=4)
+            .values(
+                status="resolved",
+                resolved_at=at,
+                satisfaction=4,
+                updated_at=func.current_timestamp(),
+            )
         )
 
 

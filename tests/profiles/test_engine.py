@@ -236,3 +236,140 @@ def test_a_replayed_refresh_never_opens_a_stay_twice(store: Engine, tmp_path: Pa
     with store.connect() as conn:
         rows = conn.execute(select(t.segment, t.customer_id).where(t.exited_on.is_(None))).all()
     assert len(rows) == len(set(rows)) == len(before)
+
+
+def _day_of_changes(engine: Engine) -> list[int]:
+    """New orders for five customers and a changed customer row; the customers' ids."""
+    with engine.begin() as conn:
+        vehicles = conn.execute(
+            select(m.Vehicle.id, m.Vehicle.customer_id, m.Vehicle.dealer_id)
+            .where(m.Vehicle.customer_id.is_not(None))
+            .order_by(m.Vehicle.id.desc())
+            .limit(5)
+        ).all()
+        conn.execute(
+            m.ServiceOrder.__table__.insert(),
+            [
+                {
+                    "order_no": f"LATE-{vid}",
+                    "dealer_id": dealer,
+                    "vehicle_id": vid,
+                    "customer_id": cid,
+                    "order_type": "repair",
+                    "settled_on": DAY2,
+                    "amount_fen": 1_234_500,
+                    "mileage_km": None,
+                }
+                for vid, cid, dealer in vehicles
+            ],
+        )
+        conn.execute(
+            update(m.Customer.__table__)
+            .where(m.Customer.id == vehicles[0][1])
+            .values(city="乌鲁木齐", updated_at=func.current_timestamp())
+        )
+    return [cid for _, cid, _ in vehicles]
+
+
+def test_a_small_sqlite_delta_is_read_in_process_like_the_child_reader(
+    store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-process read of a day's changes gives what the child reader gives."""
+    import baoke.profiles.snapshot as snapshot_module
+
+    if store.dialect.name != "sqlite":
+        pytest.skip("the in-process read is SQLite's")
+    refresh(store, tmp_path / "here", DAY1)
+    refresh(store, tmp_path / "child", DAY1)
+    _day_of_changes(store)
+    here = refresh(store, tmp_path / "here", DAY2)
+    assert here.snapshot is not None and here.snapshot.in_process
+    here_profiles = stored_profiles(store)
+    monkeypatch.setattr(snapshot_module, "IN_PROCESS_ROWS", 0)
+    child = refresh(store, tmp_path / "child", DAY2)
+    assert child.snapshot is not None and not child.snapshot.in_process
+    assert child.snapshot.rows_read == here.snapshot.rows_read
+    assert stored_profiles(store) == here_profiles
+    import duckdb
+
+    for name in ("here", "child"):
+        db = duckdb.connect(str(tmp_path / name / "analytics.duckdb"), read_only=True)
+        try:
+            tables = {
+                t: db.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+                for t in ("customers", "service_orders", "profiles")
+            }
+        finally:
+            db.close()
+        if name == "here":
+            expected = tables
+    assert tables == expected
+
+
+def test_rows_of_the_marks_second_are_not_read_again(store: Engine, tmp_path: Path) -> None:
+    """The newest rows share one stamp; once read they are not read again, and what changes
+    after a refresh is read by the next one (the write barrier, on SQLite)."""
+    refresh(store, tmp_path / "data", DAY1)
+    quiet = refresh(store, tmp_path / "data", DAY1)
+    assert quiet.snapshot is not None
+    if store.dialect.name == "sqlite":
+        # Without the barrier each mark's own second (one row per table here) came back.
+        assert quiet.snapshot.rows_read["customers"] == 0
+        assert quiet.snapshot.rows_read["service_orders"] == 0
+    changed = _day_of_changes(store)
+    after = refresh(store, tmp_path / "data", DAY2)
+    assert after.snapshot is not None
+    assert after.snapshot.rows_read["service_orders"] >= len(changed)
+    assert after.snapshot.rows_read["customers"] >= 1
+    warm = stored_profiles(store)
+    cold = refresh(store, tmp_path / "cold", DAY2)
+    assert cold.snapshot is not None and cold.snapshot.cold
+    assert stored_profiles(store) == warm
+
+
+def test_a_busy_store_is_read_without_the_barrier(
+    store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another writer holds SQLite's write lock the refresh does not wait for it: it
+    reads as it did before the barrier (the mark is the newest stamp read) and misses nothing."""
+    import sqlite3
+
+    import baoke.profiles.snapshot as snapshot_module
+
+    if store.dialect.name != "sqlite":
+        pytest.skip("the write barrier is SQLite's")
+    monkeypatch.setattr(snapshot_module, "BARRIER_WAIT_SECONDS", 0.01)
+    refresh(store, tmp_path / "data", DAY1)
+    database = store.url.database
+    assert database is not None
+    barrier = snapshot_module.write_barrier
+
+    def while_busy(path: str) -> str | None:
+        # Another writer holds the lock just while the refresh tries to take it.
+        writer = sqlite3.connect(path, isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            return barrier(path)
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+
+    monkeypatch.setattr(snapshot_module, "write_barrier", while_busy)
+    busy = refresh(store, tmp_path / "data", DAY1)
+    assert busy.snapshot is not None
+    # The last barrier's mark still holds: nothing was stamped since.
+    assert busy.snapshot.rows_read["customers"] == 0
+    # Without a barrier the marks are the newest stamps: the next read takes that second again.
+    again = refresh(store, tmp_path / "data", DAY1)
+    assert again.snapshot is not None and again.snapshot.rows_read["customers"] == 1
+    monkeypatch.setattr(snapshot_module, "write_barrier", barrier)
+    calm = refresh(store, tmp_path / "data", DAY1)
+    assert calm.snapshot is not None and calm.snapshot.rows_read["customers"] == 1
+    assert stored_profiles(store) == stored_profiles_cold(store, tmp_path / "cold")
+
+
+def stored_profiles_cold(engine: Engine, data_dir: Path) -> dict[int, tuple[Any, ...]]:
+    """The stored profiles after a cold refresh of DAY1 into ``data_dir``."""
+    cold = refresh(engine, data_dir, DAY1)
+    assert cold.snapshot is not None and cold.snapshot.cold
+    return stored_profiles(engine)

@@ -246,6 +246,8 @@ class StoreLookups:
             ["customer_id"],
             pl.DataFrame({"customer_id": customers}),
             ["type", "occurred_at"],
+            # Only the replies cross over: the customers' other events are most of their rows.
+            where="type = 'reply_keyword'",
         )
         return found.filter(pl.col("type") == "reply_keyword").select(
             "customer_id", pl.col("occurred_at").alias("replied_at")

@@ -1322,7 +1322,18 @@ def parse_playbook(
     Segment triggers may name a built-in segment or one of ``extra_segments`` (names or
     definitions, e.g. the data directory's own rules).
     """
-    return _PlaybookParser(path, _segment_names(extra_segments)).playbook(text)
+    return _parse_cached(text, path, frozenset(_segment_names(extra_segments)))
+
+
+# Parsing (YAML composition, template validation with a Jinja compile per template) costs tens
+# of milliseconds a file, and the library is read several times a run (the daily run, the
+# policy, the dispatcher every minute). A result depends on nothing but the text, the path it
+# is reported under and the segment names, so it is cached on exactly those: a changed file is
+# new text and is parsed afresh. Sharing the result is safe because a Playbook is a frozen
+# dataclass of tuples and frozen values all the way down. Errors are not cached (raised).
+@functools.lru_cache(maxsize=512)
+def _parse_cached(text: str, path: str, segments: frozenset[str]) -> Playbook:
+    return _PlaybookParser(path, set(segments)).playbook(text)
 
 
 def load_playbook_file(

@@ -2,14 +2,17 @@
 
 The first refresh copies every table (cold); later refreshes read only rows changed since the
 table's high-water mark — ``updated_at`` for mutable tables, ``id`` for append-only ones — and
-replace them in the snapshot (delete by id, insert). Reads go through ADBC, which hands Arrow
-batches straight from SQLite or PostgreSQL (COPY) to DuckDB without Python objects per row.
+replace them in the snapshot (delete by id, insert). Big reads go through ADBC, which hands
+Arrow batches straight from SQLite or PostgreSQL (COPY) to DuckDB without Python objects per
+row; on SQLite a small delta (a day's changes) is read in this process instead, through the
+standard library's ``sqlite3`` (see :func:`read_sqlite_delta`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -197,6 +200,15 @@ LARGEST_FIRST = (
 MARK_MARGIN = {"postgresql": dt.timedelta(minutes=10), "sqlite": dt.timedelta(0)}
 
 
+# A delta of at most this many rows (all tables together) is read in this process: starting the
+# child reader costs a few tenths of a second, reading a row through sqlite3 a few microseconds.
+IN_PROCESS_ROWS = 20_000
+
+# How long the refresh waits for another writer to finish before it reads without the write
+# barrier (see ``write_barrier``); it then keeps the marks it found, as before the barrier.
+BARRIER_WAIT_SECONDS = 0.5
+
+
 @dataclass
 class SnapshotStats:
     """What a snapshot refresh read."""
@@ -204,6 +216,7 @@ class SnapshotStats:
     cold: bool
     rows_read: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    in_process: bool = False  # the delta was read through sqlite3, not the child reader
 
 
 def adbc_uri(url: str) -> tuple[str, str]:
@@ -255,6 +268,99 @@ def fetch_arrow(url: str, queries: dict[str, str]) -> dict[str, pa.Table]:
         return tables
 
 
+def write_barrier(database: str) -> str | None:
+    """SQLite's clock, read while holding the write lock for an instant; None if busy.
+
+    Rows are stamped ``updated_at = CURRENT_TIMESTAMP`` by a writer that holds the write lock
+    (SQLite has one writer at a time). While this connection holds it, no other transaction
+    has written anything it has not committed; so every row stamped before the returned
+    second is committed already, and every row written from now on is stamped in it or
+    later. A read that starts after this call may therefore set a table's next mark to the
+    returned second: without it the mark is the newest stamp read, and every row stamped in
+    that second (a whole bulk import, often) is read again on every refresh.
+    """
+    try:
+        conn = sqlite3.connect(database, timeout=BARRIER_WAIT_SECONDS, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT CURRENT_TIMESTAMP").fetchone()
+        finally:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return str(row[0]) if row and row[0] else None
+
+
+def read_sqlite_delta(
+    database: str, queries: dict[str, str], limit: int | None = None
+) -> dict[str, pa.Table] | None:
+    """Run ``queries`` in this process if together they return at most ``limit`` rows
+    (default ``IN_PROCESS_ROWS``).
+
+    Through the standard library's ``sqlite3``: the very SQLite library SQLAlchemy uses, so
+    the two-libraries locking problem (see ``sqlite_reader``) does not arise. The rows are
+    counted first (the delta conditions are on indexed columns, so counting costs what the
+    delta does) in the same read transaction as the reads, so the counts hold. Columns come
+    out as the ADBC driver gives them: integers as int64, text as string, a column with no
+    value at all as int64 nulls. None (read nothing) when the delta is bigger, or when a
+    column mixes kinds of values, so the child reader decides as it always has.
+    """
+    try:
+        conn = sqlite3.connect(database, isolation_level=None)
+        try:
+            conn.execute("BEGIN")  # one read transaction: the counts hold for the reads
+            return _read_delta(conn, queries, IN_PROCESS_ROWS if limit is None else limit)
+        finally:
+            conn.close()  # ends the read transaction
+    except sqlite3.Error:
+        return None  # the child reader reports what is wrong, as it always has
+
+
+def _read_delta(
+    conn: sqlite3.Connection, queries: dict[str, str], limit: int
+) -> dict[str, pa.Table] | None:
+    total = 0
+    for sql in queries.values():
+        row = conn.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+        total += int(row[0])
+        if total > limit:
+            return None
+    tables: dict[str, pa.Table] = {}
+    for name, sql in queries.items():
+        cursor = conn.execute(sql)
+        names = [column[0] for column in cursor.description]
+        table = _rows_to_arrow(names, cursor.fetchall())
+        if table is None:
+            return None
+        tables[name] = table
+    return tables
+
+
+def _rows_to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table | None:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = []
+    for values in columns:
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+        if pa.types.is_null(array.type):
+            array = pa.nulls(len(values), pa.int64())
+        elif not (
+            pa.types.is_int64(array.type)
+            or pa.types.is_string(array.type)
+            or pa.types.is_float64(array.type)
+        ):
+            return None  # bytes, or something the child's driver would type otherwise
+        arrays.append(array)
+    return pa.table(arrays, names=names)
+
+
 class Snapshot:
     """The DuckDB file holding the mirrored tables and their high-water marks."""
 
@@ -284,14 +390,20 @@ class Snapshot:
         cold = not marks
         window_start = as_of - dt.timedelta(days=events_window_days)
         stats = SnapshotStats(cold=cold)
-        backend = adbc_uri(url)[0]
+        backend, database = adbc_uri(url)
         # Largest first, so the reader's two threads finish together.
         order = sorted(TABLES, key=lambda t: LARGEST_FIRST.index(t.name))
         queries = {
             table.name: self._query(table, marks.get(table.name), window_start, backend)
             for table in order
         }
-        arrows = fetch_arrow(url, queries)
+        barrier = write_barrier(database) if backend == "sqlite" else None
+        arrows = None
+        if backend == "sqlite" and not cold:
+            arrows = read_sqlite_delta(database, queries)
+            stats.in_process = arrows is not None
+        if arrows is None:
+            arrows = fetch_arrow(url, queries)
         for table in TABLES:
             stats.rows_read[table.name] = self._apply(
                 table, arrows.pop(table.name), marks.get(table.name), window_start
@@ -299,6 +411,8 @@ class Snapshot:
         self.db.execute("DELETE FROM _marks")
         for table in TABLES:
             mark = self._current_mark(table)
+            if barrier is not None and table.mark == "updated_at":
+                mark = barrier
             self.db.execute(
                 "INSERT INTO _marks VALUES (?, ?, ?)", [table.name, mark, _fingerprint(url)]
             )
