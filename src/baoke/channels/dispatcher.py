@@ -246,10 +246,11 @@ class Dispatcher:
             while stop is None or not stop.is_set():
                 done = self.step()
                 total.merge(done)
+                if not until_empty:
+                    # Before the time check: a pass that ends the run still fetches what is due.
+                    self._poll_receipts()
                 if max_seconds is not None and time.monotonic() - started >= max_seconds:
                     break
-                if not until_empty:
-                    self._poll_receipts()
                 if done.claimed == 0 and done.recovered_sent + done.recovered_queued == 0:
                     # Rows in doubt wait for their time to be asked about: a later run (or the
                     # --forever service) reconciles them; an until-empty run does not wait.

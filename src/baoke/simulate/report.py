@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -364,11 +365,21 @@ def _tier_table(measures: Measures, console: Console) -> None:
     console.print(table)
 
 
-def _channel_table(measures: Measures, console: Console) -> None:
-    table = Table(title="By channel", title_justify="left")
-    columns = ("channel", "sent", "delivered", "opened", "interacted", "cost")
+def _sends_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table of sends whose first column names the group and whose last three count fatigue."""
+    table = Table(title=title, title_justify="left")
     for col in (*columns, "unsub", "blocks", "complaints"):
-        table.add_column(col, justify="left" if col == "channel" else "right")
+        table.add_column(col, justify="left" if col == columns[0] else "right")
+    return table
+
+
+def _fatigue_cells(row: dict[str, Any]) -> tuple[str, str, str]:
+    return f"{row['unsubscribe']:,}", f"{row['block']:,}", f"{row['complaint']:,}"
+
+
+def _channel_table(measures: Measures, console: Console) -> None:
+    columns = ("channel", "sent", "delivered", "opened", "interacted", "cost")
+    table = _sends_table("By channel", columns)
     for row in measures.by_channel.sort("sent", descending=True).iter_rows(named=True):
         table.add_row(
             row["channel"],
@@ -377,18 +388,13 @@ def _channel_table(measures: Measures, console: Console) -> None:
             _pct(row.get("opened") or float("nan")),
             _pct(row.get("interacted") or float("nan")),
             _yuan(row["fen"] / 100),
-            f"{row['unsubscribe']:,}",
-            f"{row['block']:,}",
-            f"{row['complaint']:,}",
+            *_fatigue_cells(row),
         )
     console.print(table)
 
 
 def _playbook_table(measures: Measures, console: Console) -> None:
-    table = Table(title="By playbook", title_justify="left")
-    columns = ("playbook", "sent", "interacted", "visits after", "cost")
-    for col in (*columns, "unsub", "blocks", "complaints"):
-        table.add_column(col, justify="left" if col == "playbook" else "right")
+    table = _sends_table("By playbook", ("playbook", "sent", "interacted", "visits after", "cost"))
     frame = measures.by_playbook
     for row in frame.sort("sent", descending=True).iter_rows(named=True):
         table.add_row(
@@ -397,9 +403,7 @@ def _playbook_table(measures: Measures, console: Console) -> None:
             _pct(row.get("interacted") or float("nan")),
             f"{row.get('visits_after') or 0:,}",
             _yuan(row["fen"] / 100),
-            f"{row['unsubscribe']:,}",
-            f"{row['block']:,}",
-            f"{row['complaint']:,}",
+            *_fatigue_cells(row),
         )
     console.print(table)
     console.print(
