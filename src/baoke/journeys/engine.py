@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -126,6 +127,15 @@ def _due(conn: Connection, until: dt.datetime) -> pl.DataFrame:
     return load_journeys(conn, "status = 'active' AND wake_at < ?", [until])
 
 
+# Per open snapshot, the customers each profile condition holds for. The snapshot is opened
+# read-only for one run (a refresh cannot write while it is open), so a condition's answer
+# stands until it is closed: the enrolment, the branches of every wave and the events all ask
+# the same few conditions (lost, open complaint, an audience) of different customers.
+_MATCHES: WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[Condition, pl.Series]] = (
+    WeakKeyDictionary()
+)
+
+
 @contextmanager
 def open_profiles(path: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """The analytical snapshot's profiles, read-only; None before the first profile refresh."""
@@ -136,8 +146,10 @@ def open_profiles(path: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
     try:
         db.execute("SET enable_progress_bar = false")
         tables = {row[0] for row in db.execute("SHOW TABLES").fetchall()}
+        _MATCHES[db] = {}
         yield db if "profiles" in tables else None
     finally:
+        _MATCHES.pop(db, None)
         db.close()
 
 
@@ -157,22 +169,37 @@ class StoreLookups:
         # Touches and tasks made by this advance and not written yet: outcomes look at them
         # too, so an advance may write several waves at once and still decide the same.
         self.pending = pending or Moves()
-        self._sql: dict[Condition, str] = {}
 
     def holds(self, cond: Condition, customer_ids: pl.Series) -> pl.Series:
         """Ids whose latest profile satisfies ``cond`` (none before the first refresh)."""
         if self.profiles is None or customer_ids.len() == 0:
             return pl.Series("customer_id", [], dtype=pl.Int64)
-        if cond not in self._sql:
-            # Relative dates refer to the profile's own as_of date: the data and the "today"
-            # it was computed for stay together.
-            self._sql[cond] = compile_condition(cond, "duckdb", None, tz=str(self.zone))
-        wanted = pl.DataFrame({"customer_id": customer_ids.unique()})
+        known = _MATCHES.get(self.profiles)
+        if known is None:  # a snapshot not opened by open_profiles: ask for these ids only
+            return self._ask(cond, customer_ids.unique())
+        if cond not in known:
+            # One scan of the whole table costs what a semi-join on a few ids does.
+            known[cond] = self._ask(cond, None)
+        ids = customer_ids.unique().cast(pl.Int64).rename("customer_id")
+        return ids.filter(ids.is_in(known[cond].implode()))
+
+    def _ask(self, cond: Condition, customer_ids: pl.Series | None) -> pl.Series:
+        """The customers (among ``customer_ids``, or all) whose profile satisfies ``cond``."""
+        assert self.profiles is not None
+        # Relative dates refer to the profile's own as_of date: the data and the "today" it
+        # was computed for stay together.
+        where = compile_condition(cond, "duckdb", None, tz=str(self.zone))
+        if customer_ids is None:
+            everyone: pl.DataFrame = self.profiles.sql(
+                f"SELECT customer_id FROM profiles p WHERE {where}"
+            ).pl()
+            return everyone["customer_id"].cast(pl.Int64)
+        wanted = pl.DataFrame({"customer_id": customer_ids})
         self.profiles.register("_wanted", wanted.to_arrow())
         try:
             found: pl.DataFrame = self.profiles.sql(
                 "SELECT p.customer_id FROM profiles p SEMI JOIN _wanted w "
-                f"ON p.customer_id = w.customer_id WHERE {self._sql[cond]}"
+                f"ON p.customer_id = w.customer_id WHERE {where}"
             ).pl()
         finally:
             self.profiles.unregister("_wanted")

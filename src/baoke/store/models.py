@@ -333,6 +333,8 @@ class Touch(Timestamped, Base):
 
 # The contact policy reads the day's candidates and the month's sends by status and time.
 Index("ix_touches_status_scheduled", Touch.status, Touch.scheduled_at)
+# Receipts and callbacks find their touch by the provider's message id.
+Index("ix_touches_provider_message_id", Touch.provider_message_id)
 
 
 class TouchStatus(Base):
@@ -702,6 +704,8 @@ class OutboxEntry(Base):
 
 Index("ix_outbox_due", OutboxEntry.status, OutboxEntry.due_at)
 Index("ix_outbox_batch", OutboxEntry.batch, OutboxEntry.status)
+# The 1-3-5 monitor reads the last minutes of sends, not every send ever made.
+Index("ix_outbox_finished", OutboxEntry.status, OutboxEntry.finished_at)
 
 
 class ShortLink(Base):
