@@ -127,12 +127,18 @@ def _history(conn: Connection, customers: pl.Series, cooling: list[str]) -> pl.D
         & (pl.col("status") != "holdout")
     ).select(pl.col("id").alias("journey_id"))
     made = [fetch_by_keys(conn, table(rec), ["journey_id"], ended, []) for rec in (m.Touch, m.Task)]
-    proposed = pl.concat(made)["journey_id"]
+    proposed = pl.concat(made)["journey_id"].unique()
+    # Flagged before grouping: inside the aggregation the id list would be matched per group
+    # (on a festival, with everyone a candidate, that took tens of GB and most of a minute).
     counts = (pl.col("status") == "holdout") | pl.col("id").is_in(proposed.implode())
-    return rows.group_by(["customer_id", "playbook"]).agg(
-        still_open().any().alias("has_open"),
-        pl.col("finished_at").filter(counts).max().alias("last_finished"),
-        pl.col("finished_at").max().alias("last_end"),
+    return (
+        rows.with_columns(counts.alias("_counts"))
+        .group_by(["customer_id", "playbook"])
+        .agg(
+            still_open().any().alias("has_open"),
+            pl.col("finished_at").filter("_counts").max().alias("last_finished"),
+            pl.col("finished_at").max().alias("last_end"),
+        )
     )
 
 
