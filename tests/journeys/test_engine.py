@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from baoke.journeys.engine import StoreLookups, open_profiles
+from baoke.journeys.engine import StoreLookups, open_profiles, profiles_of
 from baoke.segments.rules import Field, Kind
 
 LOST = Field("lifecycle_stage", Kind.TEXT, "=", "lost")
@@ -61,5 +61,19 @@ def test_a_snapshot_closed_and_changed_is_asked_again(snapshot: Path) -> None:
     db.close()
     with open_profiles(snapshot) as profiles:
         after = StoreLookups(None, profiles, ZONE).holds(LOST, _ids([1, 3]))  # type: ignore[arg-type]
+    assert sorted(before) == [3]
+    assert sorted(after) == [1, 3]
+
+
+def test_a_snapshot_kept_open_is_asked_again_in_the_next_run(snapshot: Path) -> None:
+    db = duckdb.connect(str(snapshot))  # a long-running process's connection
+    try:
+        with profiles_of(db) as profiles:
+            before = StoreLookups(None, profiles, ZONE).holds(LOST, _ids([1, 3]))  # type: ignore[arg-type]
+        db.execute("UPDATE profiles SET lifecycle_stage = 'lost' WHERE customer_id = 1")
+        with profiles_of(db) as profiles:
+            after = StoreLookups(None, profiles, ZONE).holds(LOST, _ids([1, 3]))  # type: ignore[arg-type]
+    finally:
+        db.close()
     assert sorted(before) == [3]
     assert sorted(after) == [1, 3]

@@ -50,6 +50,7 @@ __all__ = [
     "load_journeys",
     "open_profiles",
     "persist",
+    "profiles_of",
     "still_open",
 ]
 
@@ -127,10 +128,10 @@ def _due(conn: Connection, until: dt.datetime) -> pl.DataFrame:
     return load_journeys(conn, "status = 'active' AND wake_at < ?", [until])
 
 
-# Per open snapshot, the customers each profile condition holds for. The snapshot is opened
-# read-only for one run (a refresh cannot write while it is open), so a condition's answer
-# stands until it is closed: the enrolment, the branches of every wave and the events all ask
-# the same few conditions (lost, open complaint, an audience) of different customers.
+# Per open snapshot, the customers each profile condition holds for. The snapshot is read for
+# one run and no refresh happens while the run reads it, so a condition's answer stands until
+# the run ends: the enrolment, the branches of every wave and the events all ask the same few
+# conditions (lost, open complaint, an audience) of different customers.
 _MATCHES: WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[Condition, pl.Series]] = (
     WeakKeyDictionary()
 )
@@ -145,12 +146,25 @@ def open_profiles(path: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
     db = duckdb.connect(str(path), read_only=True)
     try:
         db.execute("SET enable_progress_bar = false")
-        tables = {row[0] for row in db.execute("SHOW TABLES").fetchall()}
-        _MATCHES[db] = {}
+        with profiles_of(db) as profiles:
+            yield profiles
+    finally:
+        db.close()
+
+
+@contextmanager
+def profiles_of(db: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """An open snapshot's profiles for one run (None before the first profile refresh).
+
+    For a snapshot connection kept open across runs: what the conditions answered is
+    forgotten when the run ends, as the next refresh changes the profiles.
+    """
+    tables = {row[0] for row in db.execute("SHOW TABLES").fetchall()}
+    _MATCHES[db] = {}
+    try:
         yield db if "profiles" in tables else None
     finally:
         _MATCHES.pop(db, None)
-        db.close()
 
 
 class StoreLookups:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,13 @@ from baoke.config import Settings
 from baoke.ingest.store_io import query_frame
 from baoke.journeys.catalog import Catalog, load_catalog
 from baoke.journeys.effects import apply_events, daily_checks
-from baoke.journeys.engine import AdvanceResult, StoreLookups, advance, open_profiles
+from baoke.journeys.engine import (
+    AdvanceResult,
+    StoreLookups,
+    advance,
+    open_profiles,
+    profiles_of,
+)
 from baoke.journeys.enrol import EnrolResult, enrol, enrol_time
 from baoke.journeys.event_files import derive_record_events, read_event_file, store_events
 from baoke.journeys.steps import UTC
@@ -52,6 +59,7 @@ from baoke.journeys.triggers import (
 )
 from baoke.policy.plan import plan_day
 from baoke.profiles.engine import refresh_profiles, snapshot_path
+from baoke.profiles.snapshot import Snapshot
 from baoke.store import models as m
 from baoke.store.models import table
 
@@ -332,6 +340,12 @@ def _daily_enrolment(
     return result
 
 
+def _profiles(
+    settings: Settings, snapshot: Snapshot | None
+) -> AbstractContextManager[duckdb.DuckDBPyConnection | None]:
+    return open_profiles(snapshot_path(settings)) if snapshot is None else profiles_of(snapshot.db)
+
+
 def run_day(
     settings: Settings,
     engine: Engine,
@@ -340,8 +354,14 @@ def run_day(
     refresh: bool = True,
     until: dt.datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> RunResult:
-    """Run the journeys for ``day`` (see the module doc); one error line on failure."""
+    """Run the journeys for ``day`` (see the module doc); one error line on failure.
+
+    ``snapshot``: the settings' analytical snapshot, already open, for a process that runs
+    day after day (the simulation); it is refreshed and read in place and left open.
+    Without it the run opens the snapshot for the refresh and again, read-only, to read it.
+    """
     zone = settings.zone
     end = _until(day, zone, until)
     result = RunResult(day=day, until=end)
@@ -351,7 +371,7 @@ def run_day(
     try:
         if refresh:
             note("profiles")
-            refresh_profiles(settings, engine, day)
+            refresh_profiles(settings, engine, day, snapshot=snapshot)
             result.profiles_refreshed = True
             laps.lap("profiles")
         with engine.begin() as conn:
@@ -364,7 +384,7 @@ def run_day(
         result.events_derived = _derive_events(engine, since - _LATE_RECORDS, end, zone)
         start = enrol_time(day, zone)
         moved = result.advance
-        with open_profiles(snapshot_path(settings)) as profiles:
+        with _profiles(settings, snapshot) as profiles:
             # What happened before the day (late records, events of the night) and every wait
             # that ran out before it come first: the day starts from that state, so a rerun
             # of the day decides exactly as the first run did.

@@ -98,13 +98,18 @@ def refresh_profiles(
     engine: Engine,
     as_of: dt.date | None = None,
     definitions: list[SegmentDef] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> RefreshResult:
-    """Refresh the snapshot, recompute every profile and segment, and write changes back."""
+    """Refresh the snapshot, recompute every profile and segment, and write changes back.
+
+    ``snapshot`` is an open snapshot of these settings to refresh and leave open (a process
+    that runs day after day keeps one); without it the snapshot is opened and closed here.
+    """
     day = as_of or dt.datetime.now(settings.zone).date()
     result = RefreshResult(as_of=day)
     clock = _Clock(result)
     defs = definitions if definitions is not None else builtin_segments()
-    snap = Snapshot(snapshot_path(settings))
+    snap = snapshot if snapshot is not None else Snapshot(snapshot_path(settings))
     try:
         result.snapshot = snap.refresh(settings.url, day, settings.profiles.events_window_days)
         clock.lap("snapshot")
@@ -124,7 +129,8 @@ def refresh_profiles(
         _write_definitions(engine, segments, result.segments, day, settings.timezone)
         clock.lap("write-back")
     finally:
-        snap.close()
+        if snapshot is None:
+            snap.close()
     return result
 
 
@@ -237,6 +243,12 @@ def _has_table(db: duckdb.DuckDBPyConnection, name: str) -> bool:
     return _scalar(db, f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{name}'") > 0
 
 
+def _drop_temp(db: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the temporary table or view ``name`` if there is one."""
+    views = _scalar(db, f"SELECT count(*) FROM duckdb_views() WHERE view_name = '{name}'")
+    db.execute(f"DROP {'VIEW' if views else 'TABLE'} IF EXISTS temp.{name}")
+
+
 def _t(model: type[m.Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -251,6 +263,7 @@ def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
     # copying every profile first costs more than the diff. The first write reads every row
     # twice (to the store and into the baseline), so it keeps the copy.
     kind = "VIEW" if exists else "TABLE"
+    _drop_temp(db, "profiles_out")  # a snapshot kept open has the last refresh's, of either kind
     db.execute(
         f"CREATE OR REPLACE TEMP {kind} profiles_out AS SELECT {columns} FROM "
         "(SELECT *, CASE WHEN len(tags) > 0 THEN to_json(tags)::VARCHAR END AS tags_json "

@@ -364,12 +364,20 @@ def _rows_to_arrow(names: list[str], rows: list[tuple[Any, ...]]) -> pa.Table | 
 class Snapshot:
     """The DuckDB file holding the mirrored tables and their high-water marks."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, checkpoint_threshold: str | None = None) -> None:
+        """Open (or create) the snapshot at ``path``.
+
+        ``checkpoint_threshold`` (a DuckDB size such as ``'256MB'``) is for a snapshot kept
+        open across many refreshes: changes stay in the write-ahead log until it reaches that
+        size, instead of being checkpointed into the file at every close.
+        """
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         # No progress bar: it would print into the JSON a command writes on stdout.
         self.db = duckdb.connect(str(path))
         self.db.execute("SET enable_progress_bar = false")
+        if checkpoint_threshold is not None:
+            self.db.execute("SET checkpoint_threshold = ?", [checkpoint_threshold])
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS _marks (tbl VARCHAR PRIMARY KEY, mark VARCHAR, "
             "source_url VARCHAR)"

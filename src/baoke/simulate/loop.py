@@ -26,6 +26,8 @@ from baoke.journeys.catalog import Catalog, load_catalog
 from baoke.journeys.run import day_end, run_day
 from baoke.journeys.steps import UTC
 from baoke.playbooks.definitions import TaskStep
+from baoke.profiles.engine import snapshot_path
+from baoke.profiles.snapshot import Snapshot
 from baoke.simulate.feedback import (
     Fed,
     call_events,
@@ -45,6 +47,7 @@ __all__ = ["Ledger", "Simulation"]
 _HOURS = {"min": 1 / 60, "h": 1.0, "d": 24.0, "w": 168.0, "m": 720.0, "y": 8760.0}
 _SEVERITY_SCORE = {"severe": (1, 3), "medium": (4, 6), "light": (7, 8)}
 Progress = Callable[[dt.date, dict[str, int]], None]
+_WAL = "256MB"  # the open snapshot's log is checkpointed at this size (and at the end)
 
 
 @dataclass
@@ -133,6 +136,7 @@ class Simulation:
         self._last_task = 0
         self._serial = 0
         self._catalog: Catalog | None = None
+        self._snapshot: Snapshot | None = None
         self._since = time.perf_counter()
 
     # ----------------------------------------------------------------------------------------
@@ -146,6 +150,12 @@ class Simulation:
                 progress(day, counts)
         return self.ledger
 
+    def close(self) -> None:
+        """Close the analytical snapshot the days keep open (checkpointing it)."""
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
+
     def play(self, day: dt.date) -> dict[str, int]:
         """One simulated day through the engine and back; the day's counts."""
         pop = self.population
@@ -154,7 +164,18 @@ class Simulation:
         self._since = time.perf_counter()
         pop.pressure[number % len(pop.pressure)] = 0.0  # the oldest day leaves the window
         lap = self._lap
-        ran = run_day(self.settings, self.engine, day, until=day_end(day, self.zone))
+        if self._snapshot is None:
+            # One snapshot connection for every day, as a long-running service would keep:
+            # opening the file twice a day and checkpointing it at each close cost more than
+            # the refresh's reads (about 0.15 s a day at 20,000 customers).
+            self._snapshot = Snapshot(snapshot_path(self.settings), checkpoint_threshold=_WAL)
+        ran = run_day(
+            self.settings,
+            self.engine,
+            day,
+            until=day_end(day, self.zone),
+            snapshot=self._snapshot,
+        )
         lap("engine: run_day")
         for phase, seconds in ran.timings.items():
             key = f"engine: run_day: {phase}"

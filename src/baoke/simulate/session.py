@@ -74,7 +74,10 @@ def simulate_group(
     lap = time.perf_counter()
     sim = Simulation(run.settings, run.engine, model, start, seed=seed)
     run.simulation = sim
-    ledger = sim.run(days, progress)
+    try:
+        ledger = sim.run(days, progress)
+    finally:
+        sim.close()
     run.timings["days"] = time.perf_counter() - lap
     lap = time.perf_counter()
     run.measures = measure(
