@@ -76,6 +76,7 @@ SELECT t.id AS touch_id, t.customer_id, t.channel, t.playbook, t.priority, t.cos
          AS link
 FROM touches t
 WHERE t.status = 'sent' AND t.channel <> 'phone' AND t.sent_at >= ? AND t.sent_at < ?
+ORDER BY t.id
 """
 _SENT_SCHEMA: dict[str, pl.DataType] = {
     "touch_id": pl.Int64(),

@@ -331,8 +331,16 @@ class Touch(Timestamped, Base):
     proposed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-# The contact policy reads the day's candidates and the month's sends by status and time.
-Index("ix_touches_status_scheduled", Touch.status, Touch.scheduled_at)
+# The contact policy reads the day's candidates and the month's sends by status and time; the
+# other columns it reads are in the index too, so those reads never fetch a touch row.
+Index(
+    "ix_touches_status_scheduled",
+    Touch.status,
+    Touch.scheduled_at,
+    Touch.channel,
+    Touch.customer_id,
+    Touch.priority,
+)
 # Receipts and callbacks find their touch by the provider's message id.
 Index("ix_touches_provider_message_id", Touch.provider_message_id)
 
