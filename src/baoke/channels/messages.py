@@ -123,7 +123,7 @@ def _touches(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     ).join(c, c.c.id == t.c.customer_id)
     found: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(ids):
-        for row in conn.execute(query.where(t.c.id.in_(chunk))).mappings():
+        for row in conn.execute(query.where(t.c.id.in_(chunk))).mappings().all():
             found[row["id"]] = dict(row)
     return found
 
@@ -139,7 +139,7 @@ def wecom_senders(conn: Connection, customers: Sequence[int]) -> dict[int, tuple
     )
     found: dict[int, tuple[str, str]] = {}
     for chunk in _chunks(customers):
-        for cid, external, userid in conn.execute(query.where(r.c.customer_id.in_(chunk))):
+        for cid, external, userid in conn.execute(query.where(r.c.customer_id.in_(chunk))).all():
             found[cid] = (external, userid)  # ordered by added_at: the latest wins
     return found
 

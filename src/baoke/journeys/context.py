@@ -203,7 +203,8 @@ def _load_facts(conn: Connection, ids: list[int]) -> _Facts:
 
 def _by_customer(conn: Connection, query: _Query) -> dict[int, Any]:
     """Rows keyed by their first column, the customer id (one row per customer)."""
-    return {row[0]: row for row in conn.execute(query)}
+    # All rows at once: iterating a result fetches row by row, several times slower here.
+    return {row[0]: row for row in conn.execute(query).all()}
 
 
 def _customers_query(ids: list[int]) -> _Query:
