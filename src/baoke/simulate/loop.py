@@ -166,9 +166,9 @@ class Simulation:
         pop.pressure[number % len(pop.pressure)] = 0.0  # the oldest day leaves the window
         lap = self._lap
         if self._snapshot is None:
-            # One snapshot connection for every day, as a long-running service would keep:
-            # opening the file twice a day and checkpointing it at each close cost more than
-            # the refresh's reads (about 0.15 s a day at 20,000 customers).
+            # One snapshot connection for every day: opening the file twice a day and
+            # checkpointing it at each close cost more than the refresh's reads (about 0.15 s
+            # a day at 20,000 customers).
             self._snapshot = Snapshot(snapshot_path(self.settings), checkpoint_threshold=_WAL)
         ran = run_day(
             self.settings,
