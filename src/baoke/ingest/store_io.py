@@ -94,7 +94,7 @@ def fetch_by_keys(
     """
     wanted = list(dict.fromkeys([*key, *columns]))
     schema = {name: polars_dtype(table.c[name]) for name in wanted}
-    distinct = keys.select(list(key)).drop_nulls().unique()
+    distinct = keys.lazy().select(list(key)).drop_nulls().unique().collect()
     if distinct.height == 0:
         return pl.DataFrame(schema=schema)
     if len(key) == 1:

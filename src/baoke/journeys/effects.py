@@ -110,10 +110,17 @@ class _Changes:
 
     def candidates(self, hits: pl.DataFrame, test: str) -> pl.DataFrame:
         """Open journeys of ``hits``' customers (at or after enrolment) whose playbook passes."""
-        pending = self.journeys.filter(~pl.col("id").is_in(list(self.done)))
-        chosen = pending.join(self.books(test), on=["playbook", "version"], how="semi")
-        joined = chosen.join(hits, on="customer_id").filter(pl.col("at") >= pl.col("enrolled_at"))
-        return joined.sort("at").unique("id", keep="first", maintain_order=True)
+        # One lazy chain: on a few hundred rows each eager step's fixed cost would dominate.
+        return (
+            self.journeys.lazy()
+            .filter(~pl.col("id").is_in(list(self.done)))
+            .join(self.books(test).lazy(), on=["playbook", "version"], how="semi")
+            .join(hits.lazy(), on="customer_id")
+            .filter(pl.col("at") >= pl.col("enrolled_at"))
+            .sort("at")
+            .unique("id", keep="first", maintain_order=True)
+            .collect()
+        )
 
     def log(self, hit: pl.DataFrame, action: str) -> None:
         """One decision per journey of ``hit`` (its ``why`` at its ``at``)."""

@@ -243,18 +243,20 @@ class StoreLookups:
                 *(pl.lit(None, rows.schema[c]).alias(c) for c in columns if c not in fresh.columns),
             ).select(rows.columns)
             rows = pl.concat([rows, fresh.cast(rows.schema)])
-        return rows.filter(pl.col("step") == step).drop("step")
+        return rows.lazy().filter(pl.col("step") == step).drop("step").collect()
 
     def _touch_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
         touches = self._of_journeys(
             m.Touch, journeys, step, ["customer_id", "status", "scheduled_at"]
         )
-        latest = touches.sort("id").group_by("journey_id").last()
+        latest = touches.lazy().sort("id").group_by("journey_id").last().collect()
         replies = self._replies(latest["customer_id"])
-        at = journeys.select(pl.col("id").alias("journey_id"), pl.col("wake_at").alias("at"))
+        # One lazy chain: on a few hundred rows each eager step's fixed cost would dominate.
+        at = journeys.lazy().select(pl.col("id").alias("journey_id"), pl.col("wake_at").alias("at"))
         answered = (
-            latest.join(at, on="journey_id")
-            .join(replies, on="customer_id", how="left")
+            latest.lazy()
+            .join(at, on="journey_id")
+            .join(replies.lazy(), on="customer_id", how="left")
             .with_columns(
                 (
                     pl.col("replied_at").is_not_null()
@@ -267,7 +269,7 @@ class StoreLookups:
         )
         status = pl.col("status")
         reply = pl.col("reply") | status.is_in(["replied", "clicked"])
-        return answered.select(
+        labelled = answered.select(
             "journey_id",
             pl.concat_list(
                 pl.when(status.is_in(_DELIVERED) | reply).then(pl.lit("delivered")),
@@ -279,6 +281,7 @@ class StoreLookups:
             # A reply settles it; a failure too (nothing more will come of that touch).
             (reply | status.is_in(_NOT_DELIVERED)).alias("final"),
         )
+        return labelled.collect()
 
     def _replies(self, customers: pl.Series) -> pl.DataFrame:
         found = fetch_by_keys(
@@ -290,15 +293,18 @@ class StoreLookups:
             # Only the replies cross over: the customers' other events are most of their rows.
             where="type = 'reply_keyword'",
         )
-        return found.filter(pl.col("type") == "reply_keyword").select(
-            "customer_id", pl.col("occurred_at").alias("replied_at")
+        return (
+            found.lazy()
+            .filter(pl.col("type") == "reply_keyword")
+            .select("customer_id", pl.col("occurred_at").alias("replied_at"))
+            .collect()
         )
 
     def _task_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
         tasks = self._of_journeys(m.Task, journeys, step, ["outcome"])
-        latest = tasks.sort("id").group_by("journey_id").last()
+        latest = tasks.lazy().sort("id").group_by("journey_id").last()
         outcome = pl.col("outcome")
-        return latest.select(
+        labelled = latest.select(
             "journey_id",
             pl.concat_list(
                 pl.when(outcome.is_in(_CONNECTED)).then(pl.lit("connected")),
@@ -310,6 +316,7 @@ class StoreLookups:
             .alias("labels"),
             outcome.is_not_null().alias("final"),
         )
+        return labelled.collect()
 
 
 # --------------------------------------------------------------------------------------------

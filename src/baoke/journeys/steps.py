@@ -207,6 +207,7 @@ def _go(group: pl.DataFrame, target: str, moves: Moves, wake: pl.Expr | None = N
     if group.height == 0:
         return
     at = pl.col("wake_at")
+    seq = pl.col("seq") + 1
     if target == _END:
         moved = group.with_columns(
             pl.lit("completed").alias("status"),
@@ -214,14 +215,16 @@ def _go(group: pl.DataFrame, target: str, moves: Moves, wake: pl.Expr | None = N
             at.alias("finished_at"),
             pl.lit(None, UTC).alias("wake_at"),
             pl.lit("end").alias("end_reason"),
+            seq,
         )
     else:
         moved = group.with_columns(
             pl.lit(target).alias("step"),
             at.alias("step_since"),
             (wake if wake is not None else at).alias("wake_at"),
+            seq,
         )
-    moves.journeys.append(moved.with_columns(pl.col("seq") + 1))
+    moves.journeys.append(moved)
 
 
 def _stay(group: pl.DataFrame, until: pl.Expr, moves: Moves) -> None:
