@@ -238,6 +238,26 @@ def test_a_replayed_refresh_never_opens_a_stay_twice(store: Engine, tmp_path: Pa
     assert len(rows) == len(set(rows)) == len(before)
 
 
+def test_a_new_snapshot_keeps_the_stays_the_store_holds_open(store: Engine, tmp_path: Path) -> None:
+    """A data directory moved or restored elsewhere starts a new snapshot: its first refresh
+    must not close every stay and open it again (false exits and entries in the history)."""
+    refresh(store, tmp_path / "data", DAY1)
+    before = open_members(store)
+    moved = refresh(store, tmp_path / "moved", DAY1)
+    assert moved.snapshot is not None and moved.snapshot.cold
+    assert (moved.entered, moved.exited) == (0, 0)
+    t = m.SegmentMembership
+    with store.connect() as conn:
+        closed = conn.execute(
+            select(func.count()).select_from(t).where(t.exited_on.is_not(None))
+        ).scalar_one()
+        entered = set(conn.execute(select(t.entered_on).distinct()).scalars())
+    assert open_members(store) == before and closed == 0 and entered == {DAY1}
+    # The new snapshot's baseline is the store's: the next day diffs against it as usual.
+    later = refresh(store, tmp_path / "moved", DAY1 + dt.timedelta(days=400))
+    assert later.snapshot is not None and not later.snapshot.cold and later.exited > 0
+
+
 def _day_of_changes(engine: Engine) -> list[int]:
     """New orders for five customers and a changed customer row; the customers' ids."""
     with engine.begin() as conn:

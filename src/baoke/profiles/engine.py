@@ -322,48 +322,60 @@ def _write_memberships(
     db: duckdb.DuckDBPyConnection, engine: Engine, day: dt.date
 ) -> tuple[int, int]:
     """Open a membership for each entry and close the one of each exit, since last refresh."""
-    exists = _has_table(db, "members_written")
-    previous = "members_written" if exists else "(SELECT '' AS segment, 0 AS customer_id LIMIT 0)"
+    table = _t(m.SegmentMembership)
+    if not _has_table(db, "members_written"):
+        _baseline_from_store(db, engine, table)
     entered = _frame(
         db,
-        f"SELECT segment, customer_id FROM segment_members EXCEPT "
-        f"SELECT segment, customer_id FROM {previous}",
+        "SELECT segment, customer_id FROM segment_members EXCEPT "
+        "SELECT segment, customer_id FROM members_written",
     )
     exited = _frame(
         db,
-        f"SELECT segment, customer_id FROM {previous} EXCEPT "
-        f"SELECT segment, customer_id FROM segment_members",
+        "SELECT segment, customer_id FROM members_written EXCEPT "
+        "SELECT segment, customer_id FROM segment_members",
     )
-    table = _t(m.SegmentMembership)
+    first = _scalar(db, "SELECT count(*) FROM members_written") == 0
     with engine.begin() as conn:
-        if not exists:
-            # The store may hold memberships the snapshot never saw (a new data dir): close them.
-            conn.execute(update(table).where(table.c.exited_on.is_(None)).values(exited_on=day))
         # In index order: appending to the B-trees is much cheaper than random inserts.
         rows = entered.sort("segment", "customer_id").with_columns(
             pl.lit(day).alias("entered_on"), pl.lit(None, dtype=pl.Date).alias("exited_on")
         )
-        if not exists:
+        if first:
             with _indexes_set_aside(conn, table, rows.height):
-                bulk_insert(conn, table, rows)  # every open stay was just closed
+                bulk_insert(conn, table, rows)  # the store holds no open stay
         else:
             # A refresh replayed after a crash may bring entries the store already has.
             bulk_insert_new(conn, table, rows, OPEN_STAY)
         if exited.height:
             _close_memberships(conn, exited, day)
-    if exists:
-        db.register("_entered", entered.to_arrow())
-        db.register("_exited", exited.to_arrow())
-        db.execute(
-            "DELETE FROM members_written WHERE (segment, customer_id) IN "
-            "(SELECT segment, customer_id FROM _exited)"
-        )
-        db.execute("INSERT INTO members_written SELECT segment, customer_id FROM _entered")
-        db.unregister("_entered")
-        db.unregister("_exited")
-    else:
-        db.execute("CREATE OR REPLACE TABLE members_written AS SELECT * FROM segment_members")
+    db.register("_entered", entered.to_arrow())
+    db.register("_exited", exited.to_arrow())
+    db.execute(
+        "DELETE FROM members_written WHERE (segment, customer_id) IN "
+        "(SELECT segment, customer_id FROM _exited)"
+    )
+    db.execute("INSERT INTO members_written SELECT segment, customer_id FROM _entered")
+    db.unregister("_entered")
+    db.unregister("_exited")
     return entered.height, exited.height
+
+
+def _baseline_from_store(db: duckdb.DuckDBPyConnection, engine: Engine, table: Table) -> None:
+    """A new snapshot (the first refresh, or a data directory moved or restored) starts from
+    the stays the store holds open: one that goes on is neither closed nor opened again, so
+    the history keeps its entry dates and today's segment entries are only the real ones."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(table.c.segment, table.c.customer_id).where(table.c.exited_on.is_(None))
+        ).all()
+    stays = pl.DataFrame(rows, schema={"segment": pl.String, "customer_id": pl.Int64}, orient="row")
+    db.register("_stays", stays.to_arrow())
+    db.execute(
+        "CREATE OR REPLACE TABLE members_written AS "
+        "SELECT DISTINCT segment, customer_id FROM _stays"
+    )
+    db.unregister("_stays")
 
 
 def _close_memberships(conn: Connection, exited: pl.DataFrame, day: dt.date) -> None:
