@@ -238,6 +238,25 @@ def test_a_replayed_refresh_never_opens_a_stay_twice(store: Engine, tmp_path: Pa
     assert len(rows) == len(set(rows)) == len(before)
 
 
+def test_a_replay_with_an_empty_baseline_never_opens_a_stay_twice(
+    store: Engine, tmp_path: Path
+) -> None:
+    """The snapshot lost every baseline row after the store committed the first entries."""
+    import duckdb
+
+    refresh(store, tmp_path / "data", DAY1)
+    before = open_members(store)
+    db = duckdb.connect(str(tmp_path / "data" / "analytics.duckdb"))
+    db.execute("DELETE FROM members_written")
+    db.close()
+    again = refresh(store, tmp_path / "data", DAY1)
+    assert again.entered == len(before) > 0
+    t = m.SegmentMembership
+    with store.connect() as conn:
+        rows = conn.execute(select(t.segment, t.customer_id).where(t.exited_on.is_(None))).all()
+    assert len(rows) == len(set(rows)) == len(before)
+
+
 def test_a_new_snapshot_keeps_the_stays_the_store_holds_open(store: Engine, tmp_path: Path) -> None:
     """A data directory moved or restored elsewhere starts a new snapshot: its first refresh
     must not close every stay and open it again (false exits and entries in the history)."""

@@ -323,8 +323,9 @@ def _write_memberships(
 ) -> tuple[int, int]:
     """Open a membership for each entry and close the one of each exit, since last refresh."""
     table = _t(m.SegmentMembership)
-    if not _has_table(db, "members_written"):
-        _baseline_from_store(db, engine, table)
+    # Only a baseline just read from a store without open stays allows the plain insert: a
+    # snapshot whose baseline is empty may be replaying entries the store already committed.
+    first = not _has_table(db, "members_written") and _baseline_from_store(db, engine, table) == 0
     entered = _frame(
         db,
         "SELECT segment, customer_id FROM segment_members EXCEPT "
@@ -335,7 +336,6 @@ def _write_memberships(
         "SELECT segment, customer_id FROM members_written EXCEPT "
         "SELECT segment, customer_id FROM segment_members",
     )
-    first = _scalar(db, "SELECT count(*) FROM members_written") == 0
     with engine.begin() as conn:
         # In index order: appending to the B-trees is much cheaper than random inserts.
         rows = entered.sort("segment", "customer_id").with_columns(
@@ -361,10 +361,12 @@ def _write_memberships(
     return entered.height, exited.height
 
 
-def _baseline_from_store(db: duckdb.DuckDBPyConnection, engine: Engine, table: Table) -> None:
+def _baseline_from_store(db: duckdb.DuckDBPyConnection, engine: Engine, table: Table) -> int:
     """A new snapshot (the first refresh, or a data directory moved or restored) starts from
     the stays the store holds open: one that goes on is neither closed nor opened again, so
-    the history keeps its entry dates and today's segment entries are only the real ones."""
+    the history keeps its entry dates and today's segment entries are only the real ones.
+
+    Returns how many stays the store holds open."""
     with engine.connect() as conn:
         rows = conn.execute(
             select(table.c.segment, table.c.customer_id).where(table.c.exited_on.is_(None))
@@ -376,6 +378,7 @@ def _baseline_from_store(db: duckdb.DuckDBPyConnection, engine: Engine, table: T
         "SELECT DISTINCT segment, customer_id FROM _stays"
     )
     db.unregister("_stays")
+    return stays.height
 
 
 def _close_memberships(conn: Connection, exited: pl.DataFrame, day: dt.date) -> None:
