@@ -1,7 +1,8 @@
-"""Property tests for the mobile and VIN normalisers (hypothesis)."""
+"""Property tests for the mobile and VIN normalisers and the date-time parser (hypothesis)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -16,6 +17,7 @@ from baoke.ingest.validate import (
     VIN_TRANSLITERATION,
     WHITESPACE,
     InvalidValue,
+    _parse_datetime_slow,  # the reference reading
     normalise_mobile,
     parse_field,
     validate_vin,
@@ -185,3 +187,47 @@ def test_position_nine_mutation_always_detected(vin: str) -> None:
     for ch in "0123456789X":
         if ch != vin[8]:
             assert validate_vin(vin[:8] + ch + vin[9:])[1] is False
+
+
+# ---- date-times: the ISO fast path reads what the regex path reads ----------------------
+
+OPENED_AT = KINDS["complaints"].field("opened_at")
+iso_zoned = st.builds(
+    lambda day, h, m, s, frac, off: f"{day}T{h:02d}:{m:02d}:{s:02d}{frac}{off}",
+    st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2099, 12, 31)).map(str)
+    | st.from_regex(r"20[0-9]{2}-(0[0-9]|1[0-3])-[0-3][0-9]", fullmatch=True),
+    st.integers(0, 23),
+    st.integers(0, 59),
+    st.integers(0, 59),
+    st.sampled_from(["", ".5", ".123", ".000001", ".987654"]),
+    st.sampled_from(["Z", "z", "+08:00", "-03:30", "+14:00", "+00:00", "-11:45"]),
+)
+other_times = st.sampled_from(
+    [
+        "2026-10-11 13:51:51",
+        "2026-10-11T13:51:51",
+        "2026-10-11 13:51:51+08:00",
+        "2026-10-11T13:51:51.1234567+08:00",
+        "2026-10-11T13:51:51+0800",
+        "2026-10-11T13:51:51+99:99",
+        "2026/10/11 13:51",
+        "2026年10月11日 13时51分",
+        "46000",
+        "not a time",
+        "",
+    ]
+)
+
+
+@FAST
+@given(st.lists(iso_zoned | other_times | st.none(), min_size=1, max_size=30))
+def test_datetime_fast_paths_agree_with_regex_path(raws: list[str | None]) -> None:
+    series = pl.Series("t", raws, dtype=pl.String)
+    parsed = parse_field(series, OPENED_AT, TZ)
+    slow = [None if raw is None or not raw.strip() else _slow_datetime(raw.strip()) for raw in raws]
+    assert parsed.values.to_list() == slow
+
+
+def _slow_datetime(raw: str) -> dt.datetime | None:
+    value = _parse_datetime_slow(pl.Series([raw], dtype=pl.String), TZ)[0]
+    return value if isinstance(value, dt.datetime) else None

@@ -141,6 +141,11 @@ _OFFSET_PART = r"(Z|z|[+-]\d{2}:?\d{2})"
 _DATE_RE = rf"^{_DATE_PART}(?:(?:\s+|T){_TIME_PART}\s*{_OFFSET_PART}?)?$"
 _DATETIME_RE = rf"^{_DATE_PART}(?:(?:\s+|T){_TIME_PART})?\s*{_OFFSET_PART}?$"
 _COMPACT_DATE_RE = r"^(\d{4})(\d{2})(\d{2})$"
+# ISO 8601 with a plausible offset, as the fast path reads it (anything else: the regex path)
+_ISO_ZONED_RE = (
+    r"^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
+    r"(?:[Zz]|[+-](?:0\d|1[0-4]):[0-5]\d)$"
+)
 _SERIAL_RE = r"^\d{1,7}(?:\.\d+)?$"
 EXCEL_SERIAL_MAX = 2_958_465  # 9999-12-31
 _TIME_RE = r"^(\d{1,2})\s*[:：时点]\s*(\d{1,2})(?:\s*[:：分]\s*(\d{1,2}))?(?:\.\d+)?\s*秒?$"
@@ -454,23 +459,32 @@ def _hms(h: pl.Expr, m: pl.Expr, sec: pl.Expr, frac: pl.Expr | None = None) -> p
 
 
 def _parse_datetime(s: pl.Series, spec: FieldSpec, tz: ZoneInfo) -> _Result:
-    # fast path: "YYYY-MM-DD HH:MM:SS" without offset; everything else via the regex path
+    # Two fast paths: "YYYY-MM-DD HH:MM:SS" in business time, and ISO 8601 with an offset
+    # (what apps and APIs send); everything else, and an ISO time the fast path could not
+    # read, goes the regex path.
     canonical = s.str.contains(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$").fill_null(False)
     fast = pl.select(
         pl.when(canonical).then(
             s.str.to_datetime("%Y-%m-%d %H:%M:%S", strict=False, time_unit="us")
         )
     ).to_series()
+    values = _localise(fast, tz)
     if canonical.all():
-        values = _localise(fast, tz)
-    else:
-        fast_utc = _localise(fast, tz)
-        rest = ~canonical & s.is_not_null()
-        values = fast_utc
-        if rest.any():
-            values = fast_utc.scatter(rest.arg_true(), _parse_datetime_slow(s.filter(rest), tz))
-    errors = _fmt_error(s, _bad(s, values.is_not_null()), f"{spec.label}格式错误: {{}}")
-    return values, errors, None
+        return values, _datetime_errors(s, values, spec), None
+    zoned = s.str.contains(_ISO_ZONED_RE).fill_null(False)
+    if zoned.any():
+        iso = s.str.replace(r"[Zz]$", "+00:00").str.to_datetime(
+            "%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC"
+        )
+        values = pl.select(pl.when(zoned).then(iso).otherwise(values)).to_series()
+    rest = ~canonical & s.is_not_null() & values.is_null()
+    if rest.any():
+        values = values.scatter(rest.arg_true(), _parse_datetime_slow(s.filter(rest), tz))
+    return values, _datetime_errors(s, values, spec), None
+
+
+def _datetime_errors(s: pl.Series, values: pl.Series, spec: FieldSpec) -> pl.Series:
+    return _fmt_error(s, _bad(s, values.is_not_null()), f"{spec.label}格式错误: {{}}")
 
 
 def _localise(naive: pl.Series, tz: ZoneInfo) -> pl.Series:
