@@ -75,6 +75,16 @@ def to_utc(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(fixes) if fixes else frame
 
 
+def collect_small(query: pl.LazyFrame) -> pl.DataFrame:
+    """Run a lazy query on the in-memory engine.
+
+    For the engine's frames of a few rows to a few tens of thousands, Polars' automatic
+    choice sometimes picks the streaming engine (for a ``unique``, say), whose start-up costs
+    about 0.7 ms a query here: three to four times the whole query in memory.
+    """
+    return query.collect(engine="in-memory")
+
+
 def fetch_by_keys(
     conn: Connection,
     table: Table,
@@ -94,7 +104,7 @@ def fetch_by_keys(
     """
     wanted = list(dict.fromkeys([*key, *columns]))
     schema = {name: polars_dtype(table.c[name]) for name in wanted}
-    distinct = keys.lazy().select(list(key)).drop_nulls().unique().collect()
+    distinct = collect_small(keys.lazy().select(list(key)).drop_nulls().unique())
     if distinct.height == 0:
         return pl.DataFrame(schema=schema)
     if len(key) == 1:

@@ -29,6 +29,7 @@ from baoke.ingest.store_io import (
     allocate_ids,
     bulk_insert,
     bulk_update,
+    collect_small,
     fetch_by_keys,
     query_frame,
 )
@@ -111,7 +112,7 @@ class _Changes:
     def candidates(self, hits: pl.DataFrame, test: str) -> pl.DataFrame:
         """Open journeys of ``hits``' customers (at or after enrolment) whose playbook passes."""
         # One lazy chain: on a few hundred rows each eager step's fixed cost would dominate.
-        return (
+        return collect_small(
             self.journeys.lazy()
             .filter(~pl.col("id").is_in(list(self.done)))
             .join(self.books(test).lazy(), on=["playbook", "version"], how="semi")
@@ -119,7 +120,6 @@ class _Changes:
             .filter(pl.col("at") >= pl.col("enrolled_at"))
             .sort("at")
             .unique("id", keep="first", maintain_order=True)
-            .collect()
         )
 
     def log(self, hit: pl.DataFrame, action: str) -> None:

@@ -32,6 +32,7 @@ from baoke.ingest.store_io import (
     allocate_ids,
     bulk_insert,
     bulk_update,
+    collect_small,
     fetch_by_keys,
     query_frame,
 )
@@ -243,13 +244,13 @@ class StoreLookups:
                 *(pl.lit(None, rows.schema[c]).alias(c) for c in columns if c not in fresh.columns),
             ).select(rows.columns)
             rows = pl.concat([rows, fresh.cast(rows.schema)])
-        return rows.lazy().filter(pl.col("step") == step).drop("step").collect()
+        return collect_small(rows.lazy().filter(pl.col("step") == step).drop("step"))
 
     def _touch_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
         touches = self._of_journeys(
             m.Touch, journeys, step, ["customer_id", "status", "scheduled_at"]
         )
-        latest = touches.lazy().sort("id").group_by("journey_id").last().collect()
+        latest = collect_small(touches.lazy().sort("id").group_by("journey_id").last())
         replies = self._replies(latest["customer_id"])
         # One lazy chain: on a few hundred rows each eager step's fixed cost would dominate.
         at = journeys.lazy().select(pl.col("id").alias("journey_id"), pl.col("wake_at").alias("at"))
@@ -281,7 +282,7 @@ class StoreLookups:
             # A reply settles it; a failure too (nothing more will come of that touch).
             (reply | status.is_in(_NOT_DELIVERED)).alias("final"),
         )
-        return labelled.collect()
+        return collect_small(labelled)
 
     def _replies(self, customers: pl.Series) -> pl.DataFrame:
         found = fetch_by_keys(
@@ -293,11 +294,10 @@ class StoreLookups:
             # Only the replies cross over: the customers' other events are most of their rows.
             where="type = 'reply_keyword'",
         )
-        return (
+        return collect_small(
             found.lazy()
             .filter(pl.col("type") == "reply_keyword")
             .select("customer_id", pl.col("occurred_at").alias("replied_at"))
-            .collect()
         )
 
     def _task_outcomes(self, journeys: pl.DataFrame, step: str) -> pl.DataFrame:
@@ -316,7 +316,7 @@ class StoreLookups:
             .alias("labels"),
             outcome.is_not_null().alias("final"),
         )
-        return labelled.collect()
+        return collect_small(labelled)
 
 
 # --------------------------------------------------------------------------------------------

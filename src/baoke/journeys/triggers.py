@@ -209,9 +209,11 @@ def event_candidates(
     whose lead is for that model or series.
     """
     parts: list[pl.DataFrame] = []
+    # Most triggers' events are not among a run's: skip them without a query each.
+    present = set(events.get_column("type").unique().to_list()) if events.height else set()
     for book in catalog.enabled():
         for trig in book.triggers:
-            if not isinstance(trig, EventTrigger):
+            if not isinstance(trig, EventTrigger) or trig.event not in present:
                 continue
             hits = events.filter(pl.col("type") == trig.event)
             for key, values in trig.where:
