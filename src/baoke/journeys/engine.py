@@ -160,10 +160,13 @@ def profiles_of(db: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnec
     For a snapshot connection kept open across runs: what the conditions answered is
     forgotten when the run ends, as the next refresh changes the profiles.
     """
-    tables = {row[0] for row in db.execute("SHOW TABLES").fetchall()}
+    found = db.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'profiles' "
+        "AND database_name = current_database() AND schema_name = 'main'"
+    ).fetchall()
     _MATCHES[db] = {}
     try:
-        yield db if "profiles" in tables else None
+        yield db if found[0][0] else None
     finally:
         _MATCHES.pop(db, None)
 
