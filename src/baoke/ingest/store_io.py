@@ -227,6 +227,13 @@ def _fetch_composite_sqlite(
 
 def _from_sqlite(rows: list[Any], schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """SQLite hands back dates and times as the text SQLAlchemy stored; parse them in bulk."""
+    if not rows:  # a third of the engine's lookups find nothing: no frame to parse
+        return pl.DataFrame(
+            schema={
+                name: pl.Datetime("us", "UTC") if isinstance(dtype, pl.Datetime) else dtype
+                for name, dtype in schema.items()
+            }
+        )
     stored = {
         name: (
             pl.String()
