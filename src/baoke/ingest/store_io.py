@@ -80,7 +80,7 @@ def collect_small(query: pl.LazyFrame) -> pl.DataFrame:
 
     For the engine's frames of a few rows to a few tens of thousands, Polars' automatic
     choice sometimes picks the streaming engine (for a ``unique``, say), whose start-up costs
-    about 0.7 ms a query here: three to four times the whole query in memory.
+    about 0.7 ms a query here: two to four times the whole query in memory.
     """
     return query.collect(engine="in-memory")
 
