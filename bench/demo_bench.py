@@ -11,7 +11,9 @@ days (split into the engine's daily run, the dispatch, the response model and th
 of outcomes) and the report's measures — and prints them next to the target: the whole demo
 in 90 s on a 2-core machine. ``--cli`` runs ``baoke demo --customers N --days D`` in a child
 process (wall time including Python's start and the printing, peak memory of the child).
-Everything goes to a temporary directory (``--workdir`` to keep it).
+Everything goes to a temporary directory (``--workdir`` to keep it). A fixed calibration
+workload is timed before and after the run: runs on other days compare only as far as their
+calibrations agree.
 """
 
 from __future__ import annotations
@@ -92,6 +94,24 @@ def _cli(workdir: Path, customers: int, days: int, seed: int) -> dict[str, Any]:
     }
 
 
+def _calibration() -> float:
+    """Seconds for a fixed workload like a simulated day's: Python steps and small Polars queries.
+
+    This machine's speed drifts by a third between runs; two runs compare only as far as their
+    calibrations agree (taken before and after the run).
+    """
+    import polars as pl
+
+    frame = pl.DataFrame({"a": list(range(800)), "b": [str(i % 50) for i in range(800)]})
+    started = time.perf_counter()
+    total = 0
+    for i in range(2_000_000):
+        total += i % 7
+    for _ in range(1_000):
+        frame.filter(pl.col("a") > 400).group_by("b").len()
+    return round(time.perf_counter() - started, 3)
+
+
 def main() -> None:
     """Parse the options, run, print the figures (and the target beside them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,11 +124,13 @@ def main() -> None:
     args = parser.parse_args()
     customers = max(100, int(BASE_CUSTOMERS * args.scale))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="baoke-demo-bench-"))
+    before = _calibration()
     try:
         run = (_cli if args.cli else _in_process)(workdir, customers, args.days, args.seed)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    run["calibration_s"] = {"before": before, "after": _calibration()}
     scaled_target = TARGET_SECONDS * args.scale * args.days / 180
     run["target_seconds"] = round(scaled_target, 1) if args.scale != 1 or args.days != 180 else 90
     run["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
@@ -119,6 +141,8 @@ def main() -> None:
     for name, seconds in run.get("phases", {}).items():
         print(f"  {name:<24} {seconds:8.2f} s")
     print(f"  {'total':<24} {run['seconds']:8.1f} s   (target {run['target_seconds']} s)")
+    calibration = run["calibration_s"]
+    print(f"  calibration {calibration['before']} s before, {calibration['after']} s after")
 
 
 if __name__ == "__main__":
