@@ -362,6 +362,15 @@ def test_jsonl_new_keys_appended_in_later_batches(
     assert batches[1].get_column("c").to_list() == [None, "4"]
 
 
+def test_jsonl_keys_are_trimmed_and_empty_text_is_none(tmp_path: Path) -> None:
+    lines = ['{" a ": "1", "b": ""}', '{"a": "2", " b": "x"}', '{"a ": "", "b": 3}']
+    path = write(tmp_path, "k.jsonl", "\n".join(lines) + "\n")
+    df = read_all(path)
+    assert [c for c in df.columns if c not in (LINE_COL, ERROR_COL)] == ["a", "b"]
+    assert df.get_column("a").to_list() == ["1", "2", None]
+    assert df.get_column("b").to_list() == [None, "x", "3"]
+
+
 def test_format_sniffed_for_unknown_extension(tmp_path: Path) -> None:
     assert inspect_source(write(tmp_path, "x.dat", '{"a": 1}\n')).format == "jsonl"
     assert inspect_source(write(tmp_path, "y.dat", "a,b\n1,2\n")).format == "csv"

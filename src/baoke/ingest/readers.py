@@ -736,15 +736,19 @@ def _jsonl_batches(info: SourceInfo, batch_rows: int) -> Iterator[Batch]:
             errors.append(err)
             if obj is not None:
                 for k, v in obj.items():
-                    name = str(k).strip()
-                    i = index.get(name)
+                    i = index.get(k)  # keys come stripped mostly: one lookup, no strip
                     if i is None:
-                        if not name or name in (LINE_COL, ERROR_COL):
-                            continue
-                        i = index[name] = len(columns)
-                        columns.append(name)
-                        cols.append([None] * (n + 1))
-                    cols[i][n] = _json_text(v)
+                        name = str(k).strip()
+                        i = index.get(name)
+                        if i is None:
+                            if not name or name in (LINE_COL, ERROR_COL):
+                                continue
+                            i = index[name] = len(columns)
+                            columns.append(name)
+                            cols.append([None] * (n + 1))
+                        index[k] = i
+                    # Text, the most common value, without a call (an empty text means none).
+                    cols[i][n] = (v or None) if type(v) is str else _json_text(v)
             if len(lines) >= batch_rows:
                 yield Batch(_frame(columns, cols, lines, errors), done)
                 cols = [[] for _ in columns]
