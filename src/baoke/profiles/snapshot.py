@@ -416,12 +416,13 @@ class Snapshot:
             stats.rows_read[table.name] = self._apply(
                 table, arrows.pop(table.name), marks.get(table.name), window_start
             )
+        source = _fingerprint(url)
         rows = []
         for table in TABLES:
             mark = self._current_mark(table)
             if barrier is not None and table.mark == "updated_at":
                 mark = barrier
-            rows.append((table.name, mark, _fingerprint(url)))
+            rows.append((table.name, mark, source))
         # One statement for all marks: each DuckDB statement costs about a millisecond.
         self.db.execute("DELETE FROM _marks")
         self.db.execute(
