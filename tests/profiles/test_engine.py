@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, update
+from tests.profiles.history import import_history
 
 from baoke.config import Settings
-from baoke.ingest.pipeline import find_kind_files, import_file
 from baoke.profiles.engine import RefreshResult, refresh_profiles
 from baoke.segments.rules import parse_rules
-from baoke.simulate.generator import GenerateConfig, generate
 from baoke.store import models as m
 
 DAY1 = dt.date(2026, 11, 1)
@@ -47,32 +46,7 @@ def settings_for(engine: Engine, data_dir: Path) -> Settings:
 
 @pytest.fixture
 def store(engine: Engine, tmp_path: Path) -> Engine:
-    out = tmp_path / "gen"
-    generate(GenerateConfig(customers=600, seed=3, dirty_share=0.0), out)
-    zone = Settings().zone
-    for kind, path in find_kind_files(out):
-        import_file(engine, kind, path, tz=zone)
-    # The history was imported earlier, as in a store in steady state: stamp it in the past.
-    past = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
-    with engine.begin() as conn:
-        for model in (
-            m.Customer,
-            m.Vehicle,
-            m.ServiceOrder,
-            m.Lead,
-            m.Complaint,
-            m.Consent,
-            m.WecomRelation,
-        ):
-            table = model.__table__
-            conn.execute(update(table).values(updated_at=past))
-            # The newest row a little later: the high-water mark then sits on one row only.
-            newest = conn.execute(select(func.max(table.c.id))).scalar_one()
-            conn.execute(
-                update(table)
-                .where(table.c.id == newest)
-                .values(updated_at=past + dt.timedelta(hours=1))
-            )
+    import_history(engine, tmp_path / "gen", customers=600, seed=3)
     return engine
 
 

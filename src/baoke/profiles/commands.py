@@ -121,6 +121,10 @@ def refresh(
                     "cold": result.snapshot.cold if result.snapshot else None,
                     "rows_read": result.snapshot.rows_read if result.snapshot else {},
                 },
+                "facts": {
+                    "whole": result.facts.whole if result.facts else None,
+                    "customers": result.facts.customers if result.facts else 0,
+                },
                 "segments": result.segments,
                 "entered": result.entered,
                 "exited": result.exited,
@@ -135,6 +139,12 @@ def refresh(
         f"{result.seconds:.1f}s ({'cold' if snap and snap.cold else 'incremental'} snapshot: "
         f"{sum(snap.rows_read.values()) if snap else 0:,} rows read)"
     )
+    if result.facts is not None:
+        facts = result.facts
+        console.print(
+            "facts: "
+            + ("all recomputed" if facts.whole else f"{facts.customers:,} customers recomputed")
+        )
     console.print(
         f"segments: {len(result.segments)}; {result.entered:,} entries, {result.exited:,} exits; "
         f"{result.profiles_written:,} stored profiles changed"

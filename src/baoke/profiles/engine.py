@@ -22,7 +22,8 @@ from sqlalchemy import Connection, Engine, Table, delete, select, update
 
 from baoke.config import Settings
 from baoke.ingest.store_io import bulk_insert, bulk_insert_new, bulk_upsert
-from baoke.profiles.features import profile_sql
+from baoke.profiles.facts import FACTS_TABLE, FactsUpdate, update_facts
+from baoke.profiles.features import projection_sql
 from baoke.profiles.snapshot import Snapshot, SnapshotStats, first_row
 from baoke.segments.rules import SegmentDef, builtin_segments, segment_query
 from baoke.store import models as m
@@ -65,6 +66,7 @@ class RefreshResult:
     as_of: dt.date
     customers: int = 0
     snapshot: SnapshotStats | None = None
+    facts: FactsUpdate | None = None
     segments: dict[str, int] = field(default_factory=dict)
     entered: int = 0
     exited: int = 0
@@ -118,7 +120,7 @@ def refresh_profiles(
             # A new snapshot knows nothing of what was written before: start the diff afresh.
             db.execute("DROP TABLE IF EXISTS profiles_written")
             db.execute("DROP TABLE IF EXISTS members_written")
-        compute_profiles(db, day, settings, [d for d in defs if d.kind == "tag"])
+        result.facts = compute_profiles(db, day, settings, [d for d in defs if d.kind == "tag"])
         result.customers = _scalar(db, "SELECT count(*) FROM profiles")
         clock.lap("features")
         segments = [d for d in defs if d.kind == "segment"]
@@ -136,20 +138,19 @@ def refresh_profiles(
 
 def compute_profiles(
     db: duckdb.DuckDBPyConnection, day: dt.date, settings: Settings, tags: list[SegmentDef]
-) -> None:
-    """Build the ``profiles`` table: features, then auto-tags on top of imported tags.
+) -> FactsUpdate:
+    """Build the ``profiles`` table: facts brought up to date (see ``facts``), projected to
+    ``day``, then auto-tags on top of imported tags.
 
-    The table is written once with the imported tags parsed; tag rules (which see imported
-    tags only, so no tag rule depends on another) then update just the rows they tag.
+    The table is written once with the imported tags (parsed with the facts); tag rules (which
+    see imported tags only, so no tag rule depends on another) then update just the rows they
+    tag.
     """
-    features = profile_sql(day, settings.profiles, settings.zone)
+    facts = update_facts(db, day, settings.profiles, settings.zone)
+    features = projection_sql(day, settings.profiles, FACTS_TABLE)
     db.execute(f"""
         CREATE OR REPLACE TABLE profiles AS
-        SELECT * EXCLUDE (imported_tags),
-               CASE WHEN imported_tags IS NULL THEN []::VARCHAR[]
-                    ELSE list_sort(list_distinct(
-                        COALESCE(TRY_CAST(json(imported_tags) AS VARCHAR[]), []))) END AS tags
-        FROM ({features})
+        SELECT * EXCLUDE (imported_tags), imported_tags AS tags FROM ({features})
     """)
     db.execute("CREATE OR REPLACE TEMP TABLE auto_tags (customer_id BIGINT, tag VARCHAR)")
     named = [(tag.label or tag.name, tag) for tag in tags]
@@ -159,6 +160,7 @@ def compute_profiles(
         FROM (SELECT customer_id, list(tag) AS tags FROM auto_tags GROUP BY customer_id) t
         WHERE profiles.customer_id = t.customer_id
     """)
+    return facts
 
 
 def evaluate_segments(

@@ -1,9 +1,18 @@
-"""Profile features as one set-based SQL query over the snapshot tables.
+"""Profile features as set-based SQL over the snapshot tables.
 
 Written in DuckDB's dialect and transpiled with sqlglot for Spark, so the same definitions run
 on both engines. Every feature is a column of ``profiles``; see ``schema.PROFILE_COLUMNS``.
 Scores are additive points with a readable reason per contribution, so an operator can see why
 a customer scores what it does.
+
+The query has two halves. The *facts* (``facts_sql``) aggregate each customer's records:
+visits and spend, maintenance, mileage, events, complaints, consents, WeCom, leads. They change
+only when a record does or when a record crosses the edge of a window (a visit leaving the
+last 12 months); ``crossing_sql`` names the customers for whom that happens between two days.
+The *projection* (``projection_sql``) turns facts into the profile of a day: days since the
+last visit, car age, lifecycle stage, scores and reasons. A daily refresh recomputes the facts
+of the customers that changed and projects everyone (see ``profiles.facts``); ``profile_sql``
+is both halves in one query, for a whole recompute and for Spark.
 """
 
 from __future__ import annotations
@@ -22,18 +31,39 @@ def day_start_utc(day: dt.date, zone: ZoneInfo) -> str:
     return local.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def profile_sql(as_of: dt.date, cfg: ProfileSettings, zone: ZoneInfo) -> str:
-    """The query that computes every profile column for every customer, as of ``as_of``."""
-    end = day_start_utc(as_of + dt.timedelta(days=1), zone)
-    d30 = day_start_utc(as_of - dt.timedelta(days=29), zone)
-    d90 = day_start_utc(as_of - dt.timedelta(days=89), zone)
-    d365 = day_start_utc(as_of - dt.timedelta(days=364), zone)
-    p = {
+# The filters that restrict the facts to the customers in ``facts_dirty`` (customer_id): on
+# every input, so the aggregates read only those customers' rows. A vehicle's orders and
+# readings are kept by vehicle as well, since its maintenance history stays with the car.
+_ONLY_DIRTY = {
+    "only_customers": "AND customer_id IN (SELECT customer_id FROM facts_dirty)",
+    "only_orders": (
+        "AND (customer_id IN (SELECT customer_id FROM facts_dirty) "
+        "OR vehicle_id IN (SELECT vehicle_id FROM pv))"
+    ),
+    "only_vehicles": "AND vehicle_id IN (SELECT vehicle_id FROM pv)",
+    "only_events": "AND e.customer_id IN (SELECT customer_id FROM facts_dirty)",
+    "only_rows": "WHERE c.id IN (SELECT customer_id FROM facts_dirty)",
+}
+_EVERYONE = dict.fromkeys(_ONLY_DIRTY, "")
+
+
+def _edges(as_of: dt.date, zone: ZoneInfo) -> dict[str, str]:
+    """The day and the window edges of ``as_of`` as SQL literals (times in naive UTC)."""
+
+    def at(days: int) -> str:
+        return f"TIMESTAMP '{day_start_utc(as_of + dt.timedelta(days=days), zone)}'"
+
+    return {
         "as_of": f"DATE '{as_of.isoformat()}'",
-        "end": f"TIMESTAMP '{end}'",
-        "d30": f"TIMESTAMP '{d30}'",
-        "d90": f"TIMESTAMP '{d90}'",
-        "d365": f"TIMESTAMP '{d365}'",
+        "end": at(1),
+        "d30": at(-29),
+        "d90": at(-89),
+        "d365": at(-364),
+    }
+
+
+def _thresholds(cfg: ProfileSettings) -> dict[str, object]:
+    return {
         "high": cfg.tier_high_yuan * 100,
         "mid": cfg.tier_mid_yuan * 100,
         "km_day": cfg.default_km_per_year / 365.0,
@@ -46,7 +76,85 @@ def profile_sql(as_of: dt.date, cfg: ProfileSettings, zone: ZoneInfo) -> str:
         "risk": cfg.at_risk_days,
         "lost": cfg.lost_days,
     }
-    return _SQL.format(**p)
+
+
+def profile_sql(as_of: dt.date, cfg: ProfileSettings, zone: ZoneInfo) -> str:
+    """The query that computes every profile column for every customer, as of ``as_of``."""
+    p = {**_edges(as_of, zone), **_thresholds(cfg), **_EVERYONE, "facts": "facts"}
+    return (
+        f"WITH\n{_FACTS_CTES.format(**p)},\nfacts AS ({_FACTS_SELECT.format(**p)}),\n"
+        f"{_PROJECTION.format(**p)}"
+    )
+
+
+def facts_sql(as_of: dt.date, cfg: ProfileSettings, zone: ZoneInfo, *, dirty: bool) -> str:
+    """The facts of every customer as of ``as_of`` (``dirty``: only those in ``facts_dirty``)."""
+    p = {**_edges(as_of, zone), **_thresholds(cfg), **(_ONLY_DIRTY if dirty else _EVERYONE)}
+    return f"WITH\n{_FACTS_CTES.format(**p)}\n{_FACTS_SELECT.format(**p)}"
+
+
+def projection_sql(as_of: dt.date, cfg: ProfileSettings, facts: str) -> str:
+    """Every profile column as of ``as_of``, from the facts in the table ``facts``."""
+    p = {"as_of": f"DATE '{as_of.isoformat()}'", **_thresholds(cfg), "facts": facts}
+    return f"WITH\n{_PROJECTION.format(**p)}"
+
+
+def crossing_sql(since: dt.date, as_of: dt.date, zone: ZoneInfo) -> str:
+    """The customers with a record that enters or leaves a window of the facts between the
+    day ``since`` (excluded) and ``as_of``: their facts as of ``since`` are stale, though none
+    of their records changed.
+
+    Each condition mirrors one in ``_FACTS_CTES``, and names only the records that move a
+    fact: a record dated after ``since`` and by ``as_of`` comes into view; a visit leaves the
+    last 12 months 365 days after it (and the 12 months before those after 730); a model view
+    leaves the 30 days; the last app event of the 90 days leaves them; a complaint or a
+    customer's WeCom deletion leaves the 12 months, a marketing withdrawal the 90 days.
+    """
+    old, new = _edges(since, zone), _edges(as_of, zone)
+
+    def between(column: str, edge: str) -> str:
+        return f"({column} >= {old[edge]} AND {column} < {new[edge]})"
+
+    def days(column: str, back: int = 0) -> str:
+        return (
+            f"({column} > {old['as_of']} - INTERVAL {back} DAY "
+            f"AND {column} <= {new['as_of']} - INTERVAL {back} DAY)"
+        )
+
+    delivered = "COALESCE(delivery_date, purchase_date)"
+    return f"""
+        SELECT customer_id FROM vehicles WHERE {days(delivered)}
+        UNION ALL
+        SELECT customer_id FROM service_orders
+        WHERE {days("settled_on")} OR {days("settled_on", 365)} OR {days("settled_on", 730)}
+        UNION ALL
+        SELECT v.customer_id FROM service_orders o JOIN vehicles v ON v.id = o.vehicle_id
+        WHERE {days("o.settled_on")}
+        UNION ALL
+        SELECT v.customer_id FROM mileage_readings r JOIN vehicles v ON v.id = r.vehicle_id
+        WHERE {days("r.read_on")}
+        UNION ALL
+        SELECT customer_id FROM events
+        WHERE ({between("occurred_at", "end")} AND (event_type = 'model_view' OR source = 'app'))
+           OR ({between("occurred_at", "d30")} AND event_type = 'model_view')
+        UNION ALL
+        SELECT customer_id FROM events
+        WHERE source = 'app' AND occurred_at >= {old["d90"]} AND occurred_at < {new["end"]}
+        GROUP BY customer_id HAVING max(occurred_at) < {new["d90"]}
+        UNION ALL
+        SELECT customer_id FROM complaints
+        WHERE {between("opened_at", "end")} OR {between("opened_at", "d365")}
+        UNION ALL
+        SELECT customer_id FROM consents
+        WHERE purpose = 'marketing'
+          AND ({between("withdrawn_at", "end")} OR {between("withdrawn_at", "d90")})
+        UNION ALL
+        SELECT customer_id FROM wecom_relations
+        WHERE {between("added_at", "end")} OR {between("deleted_at", "end")}
+           OR ({between("deleted_at", "d365")} AND deleted_by = 'customer')
+        UNION ALL
+        SELECT customer_id FROM leads WHERE {days("created_on")}
+    """
 
 
 def spark_sql(sql: str) -> str:
@@ -54,8 +162,7 @@ def spark_sql(sql: str) -> str:
     return sqlglot.transpile(sql, read="duckdb", write="spark")[0]
 
 
-_SQL = """
-WITH
+_FACTS_CTES = """
 veh AS (
     SELECT customer_id, id AS vehicle_id, series, model,
            COALESCE(delivery_date, purchase_date) AS delivery_date,
@@ -67,9 +174,10 @@ veh AS (
            ) AS rn
     FROM vehicles
     WHERE customer_id IS NOT NULL AND COALESCE(delivery_date, purchase_date) <= {as_of}
+          {only_customers}
 ),
 pv AS (SELECT * FROM veh WHERE rn = 1),
-so AS (SELECT * FROM service_orders WHERE settled_on <= {as_of}),
+so AS (SELECT * FROM service_orders WHERE settled_on <= {as_of} {only_orders}),
 -- One row per customer and visit day first: counting visit days is then a plain count,
 -- much cheaper than COUNT(DISTINCT) over every order.
 so_days AS (
@@ -101,7 +209,7 @@ odo AS (
         SELECT vehicle_id, mileage_km AS km, settled_on AS d FROM so WHERE mileage_km IS NOT NULL
         UNION ALL
         SELECT vehicle_id, odometer_km AS km, read_on AS d FROM mileage_readings
-        WHERE read_on <= {as_of}
+        WHERE read_on <= {as_of} {only_vehicles}
     ) readings GROUP BY vehicle_id
 ),
 ev AS (
@@ -113,7 +221,7 @@ ev AS (
                     THEN 1 ELSE 0 END) AS BIGINT) AS new_model_views_30d,
            MAX(CASE WHEN e.source = 'app' THEN 1 ELSE 0 END) AS app_active_90d
     FROM events e LEFT JOIN pv ON pv.customer_id = e.customer_id
-    WHERE e.occurred_at >= {d90} AND e.occurred_at < {end}
+    WHERE e.occurred_at >= {d90} AND e.occurred_at < {end} {only_events}
     GROUP BY e.customer_id
 ),
 comp AS (
@@ -122,7 +230,7 @@ comp AS (
                    CASE severity WHEN 'severe' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END
                END) AS open_level,
            CAST(SUM(CASE WHEN opened_at >= {d365} THEN 1 ELSE 0 END) AS BIGINT) AS complaints_12m
-    FROM complaints WHERE opened_at < {end} GROUP BY customer_id
+    FROM complaints WHERE opened_at < {end} {only_customers} GROUP BY customer_id
 ),
 cons AS (
     SELECT customer_id,
@@ -137,7 +245,7 @@ cons AS (
                     OR withdrawn_at >= {end}) THEN 1 ELSE 0 END) AS phone_ok,
            MAX(CASE WHEN withdrawn_at >= {d90} AND withdrawn_at < {end} THEN 1 ELSE 0 END)
                AS unsubscribed_90d
-    FROM consents WHERE purpose = 'marketing' GROUP BY customer_id
+    FROM consents WHERE purpose = 'marketing' {only_customers} GROUP BY customer_id
 ),
 wc AS (
     SELECT customer_id,
@@ -145,7 +253,7 @@ wc AS (
                     THEN 1 ELSE 0 END) AS wecom_friend,
            MAX(CASE WHEN deleted_by = 'customer' AND deleted_at >= {d365} AND deleted_at < {end}
                     THEN 1 ELSE 0 END) AS wecom_deleted
-    FROM wecom_relations WHERE customer_id IS NOT NULL GROUP BY customer_id
+    FROM wecom_relations WHERE customer_id IS NOT NULL {only_customers} GROUP BY customer_id
 ),
 ld AS (
     SELECT customer_id, status AS lead_status, stage AS lead_stage,
@@ -154,65 +262,77 @@ ld AS (
     FROM (
         SELECT *, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY created_on DESC, id DESC)
             AS rn
-        FROM leads WHERE customer_id IS NOT NULL AND created_on <= {as_of}
+        FROM leads WHERE customer_id IS NOT NULL AND created_on <= {as_of} {only_customers}
     ) ranked WHERE rn = 1
-),
-base AS (
-    SELECT c.id AS customer_id,
+)
+"""
+
+_FACTS_SELECT = """
+-- One row per customer of what its profile is made of: nothing here moves with the day
+-- itself, only with the records (and with records crossing a window's edge, which
+-- ``crossing_sql`` finds), so a daily refresh recomputes it for the customers that changed.
+SELECT c.id AS customer_id,
+       c.home_dealer_id,
+       pv.vehicle_id IS NOT NULL AS is_owner,
+       COALESCE(pv.vehicle_count, 0) AS vehicle_count,
+       pv.vehicle_id, pv.series, pv.model, pv.delivery_date,
+       COALESCE(v.spend_12m, 0) AS spend_12m,
+       COALESCE(v.visits_12m, 0) AS visits_12m,
+       COALESCE(v.spend_prev_12m, 0) AS spend_prev_12m,
+       v.first_visit_date, v.last_visit_date,
+       CASE WHEN v.visit_days > 1 THEN CAST(ROUND(
+           DATE_DIFF('day', v.first_visit_date, v.last_visit_date) / (v.visit_days - 1))
+           AS BIGINT) END AS visit_interval_days,
+       CASE WHEN pv.vehicle_id IS NOT NULL THEN m.last_maintenance_date IS NOT NULL END
+           AS first_maintenance_done,
+       m.last_maintenance_date,
+       m.last_maintenance_km,
+       o.odometer_km, o.odometer_date,
+       CASE WHEN o.odometer_km > 0 AND DATE_DIFF('day', pv.delivery_date, o.odometer_date) >= 30
+            THEN o.odometer_km / DATE_DIFF('day', pv.delivery_date, o.odometer_date)
+            ELSE {km_day} END AS km_per_day,
+       pv.insurance_expiry, pv.warranty_end,
+       COALESCE(e.model_views_30d, 0) AS model_views_30d,
+       COALESCE(e.new_model_views_30d, 0) AS new_model_views_30d,
+       COALESCE(e.app_active_90d, 0) = 1 AS app_active_90d,
+       cp.open_level,
+       COALESCE(cp.complaints_12m, 0) AS complaints_12m,
+       c.mobile IS NOT NULL AND c.mobile_status = 'valid' AS mobile_valid,
+       COALESCE(cs.sms_ok, 0) = 1 AS sms_ok,
+       COALESCE(cs.wecom_refused, 0) = 1 AS wecom_refused,
+       COALESCE(cs.push_ok, 0) = 1 AS push_ok,
+       COALESCE(cs.email_ok, 0) = 1 AS email_ok,
+       COALESCE(cs.phone_ok, 0) = 1 AS phone_ok,
+       COALESCE(cs.unsubscribed_90d, 0) = 1 AS unsubscribed_90d,
+       COALESCE(w.wecom_friend, 0) = 1 AS wecom_friend,
+       COALESCE(w.wecom_deleted, 0) = 1 AS wecom_deleted_by_customer,
+       l.lead_status, l.lead_stage, l.lead_lost_reason, l.lead_model_of_interest,
+       l.lead_lost_on,
+       c.birthday, c.city, c.family, c.email, c.tags AS imported_tags
+FROM customers c
+LEFT JOIN pv ON pv.customer_id = c.id
+LEFT JOIN visits v ON v.customer_id = c.id
+LEFT JOIN maint m ON m.vehicle_id = pv.vehicle_id
+LEFT JOIN odo o ON o.vehicle_id = pv.vehicle_id
+LEFT JOIN ev e ON e.customer_id = c.id
+LEFT JOIN comp cp ON cp.customer_id = c.id
+LEFT JOIN cons cs ON cs.customer_id = c.id
+LEFT JOIN wc w ON w.customer_id = c.id
+LEFT JOIN ld l ON l.customer_id = c.id
+{only_rows}
+"""
+
+_PROJECTION = """
+dated AS (
+    SELECT *,
            {as_of} AS as_of,
-           c.home_dealer_id,
-           pv.vehicle_id IS NOT NULL AS is_owner,
-           COALESCE(pv.vehicle_count, 0) AS vehicle_count,
-           pv.vehicle_id, pv.series, pv.model, pv.delivery_date,
-           ROUND(DATE_DIFF('day', pv.delivery_date, {as_of}) / 365.25, 1) AS car_age_years,
-           CAST(FLOOR(DATE_DIFF('day', pv.delivery_date, {as_of}) / 30.4375) AS BIGINT)
+           ROUND(DATE_DIFF('day', delivery_date, {as_of}) / 365.25, 1) AS car_age_years,
+           CAST(FLOOR(DATE_DIFF('day', delivery_date, {as_of}) / 30.4375) AS BIGINT)
                AS months_since_delivery,
-           COALESCE(v.spend_12m, 0) AS spend_12m,
-           COALESCE(v.visits_12m, 0) AS visits_12m,
-           COALESCE(v.spend_prev_12m, 0) AS spend_prev_12m,
-           v.first_visit_date, v.last_visit_date,
-           DATE_DIFF('day', COALESCE(v.last_visit_date, pv.delivery_date), {as_of})
+           DATE_DIFF('day', COALESCE(last_visit_date, delivery_date), {as_of})
                AS days_since_last_visit,
-           CASE WHEN v.visit_days > 1 THEN CAST(ROUND(
-               DATE_DIFF('day', v.first_visit_date, v.last_visit_date) / (v.visit_days - 1))
-               AS BIGINT) END AS visit_interval_days,
-           CASE WHEN pv.vehicle_id IS NOT NULL THEN m.last_maintenance_date IS NOT NULL END
-               AS first_maintenance_done,
-           m.last_maintenance_date,
-           m.last_maintenance_km,
-           o.odometer_km, o.odometer_date,
-           CASE WHEN o.odometer_km > 0 AND DATE_DIFF('day', pv.delivery_date, o.odometer_date) >= 30
-                THEN o.odometer_km / DATE_DIFF('day', pv.delivery_date, o.odometer_date)
-                ELSE {km_day} END AS km_per_day,
-           pv.insurance_expiry, pv.warranty_end,
-           COALESCE(e.model_views_30d, 0) AS model_views_30d,
-           COALESCE(e.new_model_views_30d, 0) AS new_model_views_30d,
-           COALESCE(e.app_active_90d, 0) = 1 AS app_active_90d,
-           cp.open_level,
-           COALESCE(cp.complaints_12m, 0) AS complaints_12m,
-           c.mobile IS NOT NULL AND c.mobile_status = 'valid' AS mobile_valid,
-           COALESCE(cs.sms_ok, 0) = 1 AS sms_ok,
-           COALESCE(cs.wecom_refused, 0) = 1 AS wecom_refused,
-           COALESCE(cs.push_ok, 0) = 1 AS push_ok,
-           COALESCE(cs.email_ok, 0) = 1 AS email_ok,
-           COALESCE(cs.phone_ok, 0) = 1 AS phone_ok,
-           COALESCE(cs.unsubscribed_90d, 0) = 1 AS unsubscribed_90d,
-           COALESCE(w.wecom_friend, 0) = 1 AS wecom_friend,
-           COALESCE(w.wecom_deleted, 0) = 1 AS wecom_deleted_by_customer,
-           l.lead_status, l.lead_stage, l.lead_lost_reason, l.lead_model_of_interest,
-           l.lead_lost_on,
-           CAST(FLOOR(DATE_DIFF('day', c.birthday, {as_of}) / 365.25) AS BIGINT) AS age,
-           c.city, c.family, c.email, c.tags AS imported_tags
-    FROM customers c
-    LEFT JOIN pv ON pv.customer_id = c.id
-    LEFT JOIN visits v ON v.customer_id = c.id
-    LEFT JOIN maint m ON m.vehicle_id = pv.vehicle_id
-    LEFT JOIN odo o ON o.vehicle_id = pv.vehicle_id
-    LEFT JOIN ev e ON e.customer_id = c.id
-    LEFT JOIN comp cp ON cp.customer_id = c.id
-    LEFT JOIN cons cs ON cs.customer_id = c.id
-    LEFT JOIN wc w ON w.customer_id = c.id
-    LEFT JOIN ld l ON l.customer_id = c.id
+           CAST(FLOOR(DATE_DIFF('day', birthday, {as_of}) / 365.25) AS BIGINT) AS age
+    FROM {facts}
 ),
 due AS (
     SELECT *,
@@ -235,7 +355,7 @@ due AS (
                 WHEN days_since_last_visit < {lost} THEN 'at_risk'
                 ELSE 'lost' END AS owner_stage,
            GREATEST(90, LEAST(365, COALESCE(visit_interval_days, 180))) AS rhythm
-    FROM base
+    FROM dated
 ),
 scored AS (
     SELECT *,

@@ -194,6 +194,12 @@ LARGEST_FIRST = (
     "complaints",
 )
 
+# The keys of the rows each refresh replaced or dropped, for whoever keeps something derived
+# per customer (the profile facts): the customer a row belongs to (before and after the
+# change) and the car it is about, or ``everything`` when a table was copied whole. The
+# consumer deletes what it has used; a refresh only appends.
+CHANGED_KEYS = "changed_keys"
+
 # On PostgreSQL a transaction stamps its rows with its start time and may commit after a
 # refresh has seen later rows, so refreshes re-read a margin before the mark. SQLite has one
 # writer at a time: rows committed later always carry later times, so no margin is needed.
@@ -382,6 +388,10 @@ class Snapshot:
             "CREATE TABLE IF NOT EXISTS _marks (tbl VARCHAR PRIMARY KEY, mark VARCHAR, "
             "source_url VARCHAR)"
         )
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {CHANGED_KEYS} "
+            "(customer_id BIGINT, vehicle_id BIGINT, everything BOOLEAN)"
+        )
 
     def close(self) -> None:
         """Close the DuckDB connection."""
@@ -470,7 +480,9 @@ class Snapshot:
                 self.db.execute(
                     f"CREATE OR REPLACE TABLE {table.name} AS SELECT {typed} FROM _delta"
                 )
+                self.db.execute(f"INSERT INTO {CHANGED_KEYS} (everything) VALUES (true)")
             elif arrow.num_rows:
+                self._record_changes(table, "(SELECT CAST(id AS BIGINT) FROM _delta)", "_delta")
                 self.db.execute(
                     f"DELETE FROM {table.name} WHERE id IN (SELECT CAST(id AS BIGINT) FROM _delta)"
                 )
@@ -483,10 +495,26 @@ class Snapshot:
     def _drop_outside_window(self, table: SnapshotTable, window_start: dt.date) -> None:
         """A windowed table (events) keeps only the rows inside its window."""
         if table.window_column:
-            self.db.execute(
-                f"DELETE FROM {table.name} WHERE {table.window_column} < "
-                f"TIMESTAMP '{window_start:%Y-%m-%d}'"
-            )
+            outside = f"{table.window_column} < TIMESTAMP '{window_start:%Y-%m-%d}'"
+            self._record_changes(table, f"(SELECT id FROM {table.name} WHERE {outside})")
+            self.db.execute(f"DELETE FROM {table.name} WHERE {outside}")
+
+    def _record_changes(self, table: SnapshotTable, ids: str, delta: str | None = None) -> None:
+        """Append to ``changed_keys`` the keys of ``table``'s rows whose id is in ``ids`` (as
+        they are before the change) and of the new rows in ``delta``."""
+        names = {name for name, _ in table.columns}
+        customer = "id" if table.name == "customers" else "customer_id"
+        if customer not in names:
+            customer = "NULL"
+        vehicle = "vehicle_id" if "vehicle_id" in names else "NULL"
+        keys = f"CAST({customer} AS BIGINT), CAST({vehicle} AS BIGINT)"
+        rows = f"SELECT {keys} FROM {table.name} WHERE id IN {ids}"
+        if delta is not None:
+            rows += f" UNION ALL SELECT {keys} FROM {delta}"
+        self.db.execute(
+            f"INSERT INTO {CHANGED_KEYS} (customer_id, vehicle_id) SELECT * FROM ({rows}) "
+            "k(customer_id, vehicle_id) WHERE customer_id IS NOT NULL OR vehicle_id IS NOT NULL"
+        )
 
     def _current_mark(self, table: SnapshotTable) -> str | None:
         column = "id" if table.mark == "id" else "updated_at"
