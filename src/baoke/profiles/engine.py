@@ -142,6 +142,9 @@ def compute_profiles(
     """Build the ``profiles`` table: facts brought up to date (see ``facts``), projected to
     ``day``, then auto-tags on top of imported tags.
 
+    In customer order: the facts table's order depends on which customers were recomputed
+    when, and what reads the profiles must not see the history of the refreshes.
+
     The table is written once with the imported tags (parsed with the facts); tag rules (which
     see imported tags only, so no tag rule depends on another) then update just the rows they
     tag.
@@ -151,6 +154,7 @@ def compute_profiles(
     db.execute(f"""
         CREATE OR REPLACE TABLE profiles AS
         SELECT * EXCLUDE (imported_tags), imported_tags AS tags FROM ({features})
+        ORDER BY customer_id
     """)
     db.execute("CREATE OR REPLACE TEMP TABLE auto_tags (customer_id BIGINT, tag VARCHAR)")
     named = [(tag.label or tag.name, tag) for tag in tags]
