@@ -91,7 +91,9 @@ def stable_share(customer_ids: pl.Series, salt: str) -> pl.Series:
 
 def _first_per_customer(candidates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The earliest occurrence per (playbook, customer), and the later ones (deferred)."""
-    ordered = candidates.sort(["at", "trigger_ref"]).with_columns(
+    # Ties broken by playbook and customer: the journeys then take their ids in the same
+    # order whatever order the candidates' sources returned their rows in.
+    ordered = candidates.sort(["at", "trigger_ref", "playbook", "customer_id"]).with_columns(
         pl.int_range(pl.len()).over(["playbook", "customer_id"]).alias("_nth")
     )
     first = ordered.filter(pl.col("_nth") == 0).drop("_nth")
