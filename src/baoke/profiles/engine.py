@@ -24,7 +24,7 @@ from baoke.config import Settings
 from baoke.ingest.store_io import bulk_insert, bulk_insert_new, bulk_upsert
 from baoke.profiles.facts import FACTS_TABLE, FactsUpdate, update_facts
 from baoke.profiles.features import projection_sql
-from baoke.profiles.snapshot import Snapshot, SnapshotStats, first_row
+from baoke.profiles.snapshot import Snapshot, SnapshotStats, scalar
 from baoke.segments.rules import SegmentDef, builtin_segments, segment_query
 from baoke.store import models as m
 
@@ -121,7 +121,7 @@ def refresh_profiles(
             db.execute("DROP TABLE IF EXISTS profiles_written")
             db.execute("DROP TABLE IF EXISTS members_written")
         result.facts = compute_profiles(db, day, settings, [d for d in defs if d.kind == "tag"])
-        result.customers = _scalar(db, "SELECT count(*) FROM profiles")
+        result.customers = scalar(db, "SELECT count(*) FROM profiles")
         clock.lap("features")
         segments = [d for d in defs if d.kind == "segment"]
         result.segments = evaluate_segments(db, segments, day, settings.timezone)
@@ -238,20 +238,15 @@ def _frame(db: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
     return frame
 
 
-def _scalar(db: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = first_row(db.execute(sql).fetchall())
-    return int(row[0]) if row else 0
-
-
 def _has_table(db: duckdb.DuckDBPyConnection, name: str) -> bool:
     # duckdb_tables() rather than information_schema.tables: the same answer for a table,
     # without building the whole information schema (a few milliseconds per refresh).
-    return _scalar(db, f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{name}'") > 0
+    return scalar(db, f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{name}'") > 0
 
 
 def _drop_temp(db: duckdb.DuckDBPyConnection, name: str) -> None:
     """Drop the temporary table or view ``name`` if there is one."""
-    views = _scalar(db, f"SELECT count(*) FROM duckdb_views() WHERE view_name = '{name}'")
+    views = scalar(db, f"SELECT count(*) FROM duckdb_views() WHERE view_name = '{name}'")
     db.execute(f"DROP {'VIEW' if views else 'TABLE'} IF EXISTS temp.{name}")
 
 

@@ -24,7 +24,7 @@ import duckdb
 
 from baoke.config import ProfileSettings
 from baoke.profiles import features
-from baoke.profiles.snapshot import CHANGED_KEYS, first_row
+from baoke.profiles.snapshot import CHANGED_KEYS, first_row, scalar
 
 FACTS_TABLE = "profile_facts"
 _STATE = "profile_facts_state"  # one row: the day the facts are as of, and what made them
@@ -51,11 +51,15 @@ def update_facts(
                 f"CREATE OR REPLACE TABLE {FACTS_TABLE} AS "
                 f"{_stored(features.facts_sql(day, cfg, zone, dirty=False))}"
             )
-            done = FactsUpdate(whole=True, customers=_count(db, FACTS_TABLE))
+            done = FactsUpdate(
+                whole=True, customers=scalar(db, f"SELECT count(*) FROM {FACTS_TABLE}")
+            )
         else:
             done = FactsUpdate(whole=False, customers=_recompute(db, since, day, cfg, zone))
-        db.execute(f"CREATE OR REPLACE TABLE {_STATE} (as_of DATE, made_by VARCHAR)")
-        db.execute(f"INSERT INTO {_STATE} VALUES (?, ?)", [day, made_by])
+        db.execute(
+            f"CREATE OR REPLACE TABLE {_STATE} AS SELECT ?::DATE AS as_of, ?::VARCHAR AS made_by",
+            [day, made_by],
+        )
         db.execute(f"DELETE FROM {CHANGED_KEYS}")
         db.execute("COMMIT")
     except BaseException:
@@ -83,7 +87,7 @@ def _recompute(
             {crossing}
         ) WHERE customer_id IS NOT NULL
     """)
-    dirty = _count(db, "facts_dirty")
+    dirty = scalar(db, "SELECT count(*) FROM facts_dirty")
     if dirty:
         db.execute(
             f"DELETE FROM {FACTS_TABLE} WHERE customer_id IN (SELECT customer_id FROM facts_dirty)"
@@ -131,10 +135,4 @@ def _facts_day(db: duckdb.DuckDBPyConnection, made_by: str) -> dt.date | None:
 
 
 def _everything_changed(db: duckdb.DuckDBPyConnection) -> bool:
-    row = first_row(db.execute(f"SELECT bool_or(everything) FROM {CHANGED_KEYS}").fetchall())
-    return bool(row and row[0])
-
-
-def _count(db: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = first_row(db.execute(f"SELECT count(*) FROM {table}").fetchall())
-    return int(row[0]) if row else 0
+    return scalar(db, f"SELECT count(*) FROM {CHANGED_KEYS} WHERE everything") > 0

@@ -533,6 +533,12 @@ def first_row(rows: list[Any]) -> Any:
     return rows[0] if rows else None
 
 
+def scalar(db: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """The integer a one-value query returns (a count), 0 when it returns no row."""
+    row = first_row(db.execute(sql).fetchall())
+    return int(row[0]) if row else 0
+
+
 def _naive_utc(arrow: pa.Table) -> pa.Table:
     """PostgreSQL's timestamptz arrives zoned; the snapshot keeps naive UTC timestamps."""
     for index, column in enumerate(arrow.schema):
