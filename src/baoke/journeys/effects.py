@@ -45,6 +45,7 @@ __all__ = [
     "EffectResult",
     "apply_events",
     "complaints_open_by_events",
+    "concerned_customers",
     "daily_checks",
     "open_journeys",
 ]
@@ -222,18 +223,23 @@ def _passes(book: Playbook, test: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _touch_statuses(conn: Connection, events: pl.DataFrame, result: EffectResult) -> None:
-    receipts = events.filter(pl.col("type") == "touch_status").select(
+def _receipts(events: pl.DataFrame) -> pl.DataFrame:
+    """The batch's ``touch_status`` events: the touch they name, its new status, when."""
+    return events.filter(pl.col("type") == "touch_status").select(
         _attr("touch").alias("touch"), _attr("status").alias("status"), pl.col("occurred_at")
     )
-    if receipts.height == 0:
-        return
+
+
+def _known_touches(conn: Connection, receipts: pl.DataFrame) -> pl.DataFrame:
+    """The stored touches the receipts name, by idempotency key or by id (``touch``, ``id``,
+    ``status``, ``customer_id``)."""
+    columns = ["status", "customer_id"]
     by_key = fetch_by_keys(
         conn,
         table(m.Touch),
         ["idempotency_key"],
         receipts.select(pl.col("touch").alias("idempotency_key")),
-        ["id", "status"],
+        ["id", *columns],
     )
     numeric = receipts.filter(pl.col("touch").str.contains(r"^\d+$"))
     by_id = fetch_by_keys(
@@ -241,14 +247,21 @@ def _touch_statuses(conn: Connection, events: pl.DataFrame, result: EffectResult
         table(m.Touch),
         ["id"],
         numeric.select(pl.col("touch").cast(pl.Int64).alias("id")),
-        ["idempotency_key", "status"],
+        ["idempotency_key", *columns],
     )
-    known = pl.concat(
+    return pl.concat(
         [
-            by_key.select(pl.col("idempotency_key").alias("touch"), "id", "status"),
-            by_id.select(pl.col("id").cast(pl.String).alias("touch"), "id", "status"),
+            by_key.select(pl.col("idempotency_key").alias("touch"), "id", *columns),
+            by_id.select(pl.col("id").cast(pl.String).alias("touch"), "id", *columns),
         ]
     )
+
+
+def _touch_statuses(conn: Connection, events: pl.DataFrame, result: EffectResult) -> None:
+    receipts = _receipts(events)
+    if receipts.height == 0:
+        return
+    known = _known_touches(conn, receipts).drop("customer_id")
     matched = receipts.join(known.rename({"status": "current"}), on="touch")
     result.add("receipts for unknown touches", receipts.height - matched.height)
     history = matched.select(
@@ -486,6 +499,30 @@ def _is_fallback(book: Playbook, step: str) -> bool:
         return isinstance(book.step(step), FallbackStep)
     except KeyError:
         return False
+
+
+def concerned_customers(conn: Connection, events: pl.DataFrame) -> pl.Series | None:
+    """The customers whose journeys a batch of events can change or is judged against: the
+    events' own and those of the touches and tasks they report on. None when an event is
+    about no one customer (a model's price change enrols whoever is interested in it).
+
+    Only these customers' journeys need to have reached the moment of the batch before it
+    applies: no event changes what another customer's journey decides.
+    """
+    if events["customer_id"].null_count():
+        return None
+    receipts = _receipts(events)
+    tasks = events.filter(pl.col("type") == "call_outcome").select(
+        _attr("task_id").cast(pl.Int64, strict=False).alias("id")
+    )
+    parts = [events["customer_id"]]
+    if receipts.height:
+        parts.append(_known_touches(conn, receipts)["customer_id"])
+    if tasks.height:
+        parts.append(
+            fetch_by_keys(conn, table(m.Task), ["id"], tasks, ["customer_id"])["customer_id"]
+        )
+    return pl.concat(parts).drop_nulls().unique()
 
 
 def apply_events(

@@ -395,8 +395,10 @@ def advance(
     profiles: duckdb.DuckDBPyConnection | None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    customers: pl.Series | None = None,
 ) -> AdvanceResult:
-    """Move every active journey due before ``until`` until it waits or ends.
+    """Move every active journey due before ``until`` until it waits or ends; with
+    ``customers``, only the journeys of those customers.
 
     Waves are computed in memory and written together (one transaction, or one per
     ``_FLUSH_DECISIONS`` decisions): each journey's state is written once however many steps it
@@ -406,6 +408,8 @@ def advance(
     started = time.perf_counter()
     with engine.connect() as conn:
         due = _due(conn, until)
+    if customers is not None:
+        due = due.filter(pl.col("customer_id").is_in(customers.implode()))
     batch = Moves()
     while due.height:
         if result.waves >= _MAX_WAVES:

@@ -7,8 +7,9 @@
    lost leads, referral stages, points, WeCom adds and deletions, withdrawn consents);
 3. apply the events that happened before D, and move every journey due before D's start
    (nothing, on a normal day; the catch-up after a missed one);
-4. apply D's events in their order: journeys first reach the earliest event, then the events
-   update touches, tasks and consents, meet goals, exit or pause journeys, and enrol;
+4. apply D's events in their order: the journeys of the customers they concern first reach
+   the earliest event, then the events update touches, tasks and consents, meet goals, exit
+   or pause journeys, and enrol;
 5. the daily checks (lost customers, segment leavers, closed complaints);
 6. enrol from segment entries, record dates and festivals of D;
 7. advance every journey due before the end of D (or now, for today);
@@ -40,7 +41,7 @@ from sqlalchemy import Connection, Engine, insert, update
 from baoke.config import Settings
 from baoke.ingest.store_io import query_frame
 from baoke.journeys.catalog import Catalog, load_catalog
-from baoke.journeys.effects import apply_events, daily_checks
+from baoke.journeys.effects import apply_events, concerned_customers, daily_checks
 from baoke.journeys.engine import (
     AdvanceResult,
     StoreLookups,
@@ -242,10 +243,13 @@ def process_events(
     if pending.height == 0:
         return result
     # Journeys first reach the moment of the earliest event, so that (say) a fallback whose
-    # deadline passed before the call outcome arrived has already moved on.
+    # deadline passed before the call outcome arrived has already moved on. Only those the
+    # events concern: everyone else's move on later to the same decisions.
     first = pending["occurred_at"].min()
     assert isinstance(first, dt.datetime)
-    moved.merge(advance(engine, catalog, first, zone, profiles))
+    with engine.connect() as conn:
+        concerned = concerned_customers(conn, pending)
+    moved.merge(advance(engine, catalog, first, zone, profiles, customers=concerned))
     with engine.begin() as conn:
         effects = apply_events(conn, catalog, pending, zone)
         candidates = event_candidates(profiles, catalog, pending)
@@ -278,7 +282,11 @@ def _enrol_later(
     while later.height:
         moment = later["at"].max()
         assert isinstance(moment, dt.datetime)
-        moved.merge(advance(engine, catalog, moment + _INSTANT, zone, profiles))
+        # The occurrences judge their own customers' journeys only.
+        customers = later["customer_id"].unique()
+        moved.merge(
+            advance(engine, catalog, moment + _INSTANT, zone, profiles, customers=customers)
+        )
         with engine.begin() as conn:
             done, later = enrol(conn, catalog, later, StoreLookups(conn, profiles, zone))
         result.merge(done)
