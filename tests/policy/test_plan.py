@@ -17,8 +17,10 @@ import pytest
 from sqlalchemy import Engine, select, update
 from tests.journeys.world import ZONE, World, local
 
+from baoke.journeys.catalog import load_catalog
 from baoke.policy.arbiter import holdout_share
 from baoke.policy.explain import explain_customer
+from baoke.policy.inputs import load_inputs
 from baoke.policy.plan import plan_day, summarise
 from baoke.store import models as m
 
@@ -297,3 +299,49 @@ def test_a_plan_that_fails_half_way_leaves_the_day_open(
     monkeypatch.setattr(plan_module, "bulk_insert", real)
     assert _plan(world, D) == {"scheduled": 1}
     assert world.frame("SELECT count(*) AS n FROM outbox")["n"][0] == 1
+
+
+def test_the_response_statistics_count_the_lookback_by_tier_and_channel(world: World) -> None:
+    high, low, unprofiled = world.owner(), world.owner(), world.owner()
+    profile = {
+        "as_of": D,
+        "is_owner": True,
+        "lifecycle_stage": "maintained",
+        "spend_12m_fen": 0,
+        "visits_12m": 1,
+        "open_complaint": False,
+        **dict.fromkeys(
+            (f"{c}_reachable" for c in ("sms", "wecom", "push", "email", "phone")), True
+        ),
+    }
+    with world.engine.begin() as conn:
+        conn.execute(
+            m.CustomerProfile.__table__.insert(),
+            [
+                {**profile, "customer_id": who, "value_tier": tier}
+                for who, tier in ((high, "high"), (low, "low"))
+            ],
+        )
+    inside, before = local(D - dt.timedelta(days=10), 10), local(D - dt.timedelta(days=91), 10)
+    for who, channel, status, at in (
+        (high, "sms", "replied", inside),
+        (high, "sms", "delivered", inside),
+        (high, "sms", "clicked", inside),
+        (high, "wecom", "sent", inside),
+        (high, "sms", "replied", before),  # before the 90 days
+        (low, "sms", "opened", inside),
+        (low, "sms", "failed", inside),  # not dispatched: says nothing of the channel
+        (low, "sms", "replied", inside),
+        (unprofiled, "wecom", "clicked", inside),
+    ):
+        _touch(world, who, at, channel=channel, status=status)
+    _touch(world, low, local(D, 9))  # an open candidate, so the day has something to plan
+    with world.engine.connect() as conn:
+        catalog = load_catalog(conn, world.settings)
+        stats = load_inputs(conn, catalog, world.settings.policy, D, ZONE).stats
+    assert sorted(stats.rows()) == [
+        ("high", "sms", 3, 2),
+        ("high", "wecom", 1, 0),
+        ("low", "sms", 2, 1),
+        ("none", "wecom", 1, 1),
+    ]
