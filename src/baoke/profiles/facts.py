@@ -27,15 +27,18 @@ from baoke.profiles import features
 from baoke.profiles.snapshot import CHANGED_KEYS, first_row, scalar
 
 FACTS_TABLE = "profile_facts"
+DIRTY_TABLE = "facts_dirty"  # temporary: the customers the last update recomputed
 _STATE = "profile_facts_state"  # one row: the day the facts are as of, and what made them
 
 
 @dataclass(frozen=True)
 class FactsUpdate:
-    """What a facts update did: the whole table, or this many customers' rows."""
+    """What a facts update did: the whole table, or this many customers' rows (those in
+    ``facts_dirty``) of the facts as of ``since``."""
 
     whole: bool
     customers: int
+    since: dt.date | None = None
 
 
 def update_facts(
@@ -55,7 +58,8 @@ def update_facts(
                 whole=True, customers=scalar(db, f"SELECT count(*) FROM {FACTS_TABLE}")
             )
         else:
-            done = FactsUpdate(whole=False, customers=_recompute(db, since, day, cfg, zone))
+            recomputed = _recompute(db, since, day, cfg, zone)
+            done = FactsUpdate(whole=False, customers=recomputed, since=since)
         db.execute(
             f"CREATE OR REPLACE TABLE {_STATE} AS SELECT ?::DATE AS as_of, ?::VARCHAR AS made_by",
             [day, made_by],
@@ -78,7 +82,7 @@ def _recompute(
     """Replace the rows of the customers whose facts as of ``since`` are stale on ``day``."""
     crossing = f"UNION ALL {features.crossing_sql(since, day, zone)}" if since < day else ""
     db.execute(f"""
-        CREATE OR REPLACE TEMP TABLE facts_dirty AS
+        CREATE OR REPLACE TEMP TABLE {DIRTY_TABLE} AS
         SELECT DISTINCT customer_id FROM (
             SELECT customer_id FROM {CHANGED_KEYS}
             UNION ALL
@@ -87,10 +91,11 @@ def _recompute(
             {crossing}
         ) WHERE customer_id IS NOT NULL
     """)
-    dirty = scalar(db, "SELECT count(*) FROM facts_dirty")
+    dirty = scalar(db, f"SELECT count(*) FROM {DIRTY_TABLE}")
     if dirty:
         db.execute(
-            f"DELETE FROM {FACTS_TABLE} WHERE customer_id IN (SELECT customer_id FROM facts_dirty)"
+            f"DELETE FROM {FACTS_TABLE} "
+            f"WHERE customer_id IN (SELECT customer_id FROM {DIRTY_TABLE})"
         )
         facts = _stored(features.facts_sql(day, cfg, zone, dirty=True))
         db.execute(f"INSERT INTO {FACTS_TABLE} {facts}")
