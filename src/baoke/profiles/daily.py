@@ -30,7 +30,7 @@ import duckdb
 from baoke.config import ProfileSettings
 from baoke.profiles.facts import DIRTY_TABLE, FACTS_TABLE, FactsUpdate
 from baoke.profiles.features import COUNTERS, STEPPED, counter_sql, day_literal, projection_sql
-from baoke.profiles.snapshot import first_row
+from baoke.profiles.snapshot import kept_day
 
 __all__ = ["PROFILES_STATE", "write_profiles_table"]
 
@@ -54,7 +54,11 @@ def write_profiles_table(
     (the caller sets every row's tags after). ``may_roll`` False projects whole.
     """
     made_by = _made_by(cfg)
-    rolled = may_roll and facts.since is not None and _profiles_day(db, made_by) == facts.since
+    rolled = (
+        may_roll
+        and facts.since is not None
+        and kept_day(db, "profiles", PROFILES_STATE, made_by) == facts.since
+    )
     db.execute("BEGIN TRANSACTION")
     try:
         if rolled:
@@ -107,22 +111,3 @@ def _made_by(cfg: ProfileSettings) -> str:
     """What the profiles depend on besides the facts: the projection and its thresholds."""
     projection = projection_sql(dt.date(2000, 1, 1), cfg, FACTS_TABLE)
     return hashlib.sha256(projection.encode()).hexdigest()
-
-
-def _profiles_day(db: duckdb.DuckDBPyConnection, made_by: str) -> dt.date | None:
-    """The day the stored profiles are of, if there are some and they were made this way."""
-    tables = {
-        str(row[0])
-        for row in db.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
-            "AND table_name IN ('profiles', ?)",
-            [PROFILES_STATE],
-        ).fetchall()
-    }
-    if tables != {"profiles", PROFILES_STATE}:
-        return None
-    row = first_row(db.execute(f"SELECT as_of, made_by FROM {PROFILES_STATE}").fetchall())
-    if row is None or row[1] != made_by:
-        return None
-    day: dt.date = row[0]
-    return day

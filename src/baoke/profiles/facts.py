@@ -24,7 +24,7 @@ import duckdb
 
 from baoke.config import ProfileSettings
 from baoke.profiles import features
-from baoke.profiles.snapshot import CHANGED_KEYS, first_row, scalar
+from baoke.profiles.snapshot import CHANGED_KEYS, kept_day, scalar
 
 FACTS_TABLE = "profile_facts"
 DIRTY_TABLE = "facts_dirty"  # temporary: the customers the last update recomputed
@@ -46,7 +46,7 @@ def update_facts(
 ) -> FactsUpdate:
     """Bring ``profile_facts`` to ``day``: the changed customers' rows, or the whole table."""
     made_by = _made_by(cfg, zone)
-    since = _facts_day(db, made_by)
+    since = kept_day(db, FACTS_TABLE, _STATE, made_by)
     db.execute("BEGIN TRANSACTION")
     try:
         if since is None or since > day or _everything_changed(db):
@@ -119,24 +119,6 @@ def _made_by(cfg: ProfileSettings, zone: ZoneInfo) -> str:
     facts = _stored(features.facts_sql(dt.date(2000, 1, 1), cfg, zone, dirty=False))
     text = f"{facts}|{zone.key}"
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _facts_day(db: duckdb.DuckDBPyConnection, made_by: str) -> dt.date | None:
-    """The day the stored facts are as of, if they were made the way they would be now."""
-    tables = {
-        str(row[0])
-        for row in db.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE table_name IN (?, ?)",
-            [FACTS_TABLE, _STATE],
-        ).fetchall()
-    }
-    if tables != {FACTS_TABLE, _STATE}:
-        return None
-    row = first_row(db.execute(f"SELECT as_of, made_by FROM {_STATE}").fetchall())
-    if row is None or row[1] != made_by:
-        return None
-    day: dt.date = row[0]
-    return day
 
 
 def _everything_changed(db: duckdb.DuckDBPyConnection) -> bool:
