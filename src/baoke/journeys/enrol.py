@@ -89,12 +89,30 @@ def stable_share(customer_ids: pl.Series, salt: str) -> pl.Series:
     return pl.Series("share", (x >> np.uint64(11)).astype(np.float64) / float(1 << 53))
 
 
-def _first_per_customer(candidates: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The earliest occurrence per (playbook, customer), and the later ones (deferred)."""
-    # Ties broken by playbook and customer: the journeys then take their ids in the same
-    # order whatever order the candidates' sources returned their rows in.
-    ordered = candidates.sort(["at", "trigger_ref", "playbook", "customer_id"]).with_columns(
-        pl.int_range(pl.len()).over(["playbook", "customer_id"]).alias("_nth")
+def _first_per_customer(
+    candidates: pl.DataFrame, books: dict[str, Playbook]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The earliest occurrence per (playbook, customer), and the later ones (deferred).
+
+    Occurrences at the same moment go in the order the playbook lists its triggers (the
+    service calendar's maintenance reminder before its insurance quote, both due one day).
+    """
+    listed = pl.DataFrame(
+        [
+            (name, trig.id, position)
+            for name, book in books.items()
+            for position, trig in enumerate(book.triggers)
+        ],
+        schema={"playbook": pl.String(), "trigger": pl.String(), "_listed": pl.Int64()},
+        orient="row",
+    )
+    # The order is total, so journeys take their ids in one order whatever order the
+    # candidates' sources returned their rows in.
+    ordered = (
+        candidates.join(listed, on=["playbook", "trigger"], how="left")
+        .sort(["at", "trigger_ref", "playbook", "customer_id", "_listed", "trigger"])
+        .with_columns(pl.int_range(pl.len()).over(["playbook", "customer_id"]).alias("_nth"))
+        .drop("_listed")
     )
     first = ordered.filter(pl.col("_nth") == 0).drop("_nth")
     return first, ordered.filter(pl.col("_nth") > 0).drop("_nth")
@@ -258,7 +276,7 @@ def enrol(
     result.skip("playbook disabled", candidates.height - usable.height)
     if usable.height == 0:
         return result, usable
-    usable, later = _first_per_customer(usable)
+    usable, later = _first_per_customer(usable, books)
     usable = _with_keys(usable)
     known = fetch_by_keys(conn, table(m.Journey), ["enrolment_key"], usable, [])
     fresh = usable.join(known, on="enrolment_key", how="anti")
