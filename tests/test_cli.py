@@ -128,3 +128,9 @@ def test_demo_small_twice(tmp_path: Path) -> None:
     assert "no customer matches typo" in tested.stdout and "model_view" in tested.stdout
     counted = json.loads(baoke("segments", "count", "tier_high", "--json", cwd=tmp_path).stdout)
     assert counted["members"] > 0
+    # The refresh of the day after the demo's last rolls the profiles it left forward.
+    day_after = baoke("profiles", "refresh", "--as-of", "2026-11-05", "--json", cwd=tmp_path)
+    refreshed = json.loads(day_after.stdout)
+    assert refreshed["profiles_rolled"] and not refreshed["facts"]["whole"]
+    text = baoke("profiles", "refresh", "--as-of", "2026-11-06", cwd=tmp_path)
+    assert "profiles rolled forward" in text.stdout, text.stdout

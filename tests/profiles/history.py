@@ -1,16 +1,23 @@
-"""A generated group imported into the store, as the profile tests start from."""
+"""A generated group imported into the store, as the profile tests start from, the changes
+of a day made to it, and the check against a whole recompute."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import Engine, func, select, update
 
 from baoke.config import Settings
 from baoke.ingest.pipeline import find_kind_files, import_file
+from baoke.profiles.features import profile_sql
+from baoke.profiles.schema import PROFILE_COLUMNS
+from baoke.profiles.snapshot import Snapshot
 from baoke.simulate.generator import GenerateConfig, generate
 from baoke.store import models as m
+
+UTC = dt.UTC
 
 STAMPED = (
     m.Customer,
@@ -44,3 +51,80 @@ def import_history(engine: Engine, out: Path, customers: int, seed: int) -> None
                 .where(table.c.id == newest)
                 .values(updated_at=past + dt.timedelta(hours=1))
             )
+
+
+def whole_recompute_differs(snap: Snapshot, day: dt.date, settings: Settings) -> int:
+    """Rows of ``profiles`` a whole recompute of the same snapshot does not give, both ways."""
+    columns = ", ".join(c.name for c in PROFILE_COLUMNS if c.name != "tags")
+    whole = f"SELECT {columns} FROM ({profile_sql(day, settings.profiles, settings.zone)})"
+    kept = f"SELECT {columns} FROM profiles"
+    row = snap.db.execute(
+        f"SELECT (SELECT count(*) FROM ({whole} EXCEPT ALL {kept})) + "
+        f"(SELECT count(*) FROM ({kept} EXCEPT ALL {whole}))"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def change_a_day(engine: Engine, day: dt.date, rng: np.random.Generator) -> None:
+    """Records of every kind the facts read, some of them dated days ahead."""
+    ahead = dt.datetime.combine(day + dt.timedelta(days=int(rng.integers(1, 4))), dt.time(3))
+    with engine.begin() as conn:
+        cars = conn.execute(
+            select(m.Vehicle.id, m.Vehicle.customer_id, m.Vehicle.dealer_id).where(
+                m.Vehicle.customer_id.is_not(None)
+            )
+        ).all()
+        customers = conn.execute(select(m.Customer.id)).scalars().all()
+        car = cars[int(rng.integers(len(cars)))]
+        who = int(customers[int(rng.integers(len(customers)))])
+        conn.execute(
+            m.ServiceOrder.__table__.insert().values(
+                order_no=f"T-{day}-{car.id}",
+                dealer_id=car.dealer_id,
+                vehicle_id=car.id,
+                customer_id=car.customer_id,
+                order_type="maintenance",
+                settled_on=day,
+                amount_fen=int(rng.integers(30_000, 900_000)),
+                mileage_km=int(rng.integers(1_000, 160_000)),
+            )
+        )
+        conn.execute(
+            m.MileageReading.__table__.insert().values(
+                vehicle_id=cars[int(rng.integers(len(cars)))].id,
+                read_on=day + dt.timedelta(days=2),
+                odometer_km=int(rng.integers(1_000, 160_000)),
+                source="app",
+            )
+        )
+        conn.execute(
+            m.BehaviourEvent.__table__.insert().values(
+                event_key=f"T-{day}",
+                customer_id=who,
+                event_type="model_view",
+                occurred_at=ahead.replace(tzinfo=UTC),
+                target="新车型",
+                source="app",
+            )
+        )
+        consent = conn.execute(
+            select(m.Consent.id).where(m.Consent.withdrawn_at.is_(None)).limit(1)
+        ).scalar_one()
+        conn.execute(
+            update(m.Consent.__table__)
+            .where(m.Consent.id == consent)
+            .values(withdrawn_at=ahead.replace(tzinfo=UTC), updated_at=func.current_timestamp())
+        )
+        # A car changes hands, and another's delivery is moved to a later day.
+        moved, other = cars[int(rng.integers(len(cars)))], cars[int(rng.integers(len(cars)))]
+        conn.execute(
+            update(m.Vehicle.__table__)
+            .where(m.Vehicle.id == moved.id)
+            .values(customer_id=who, updated_at=func.current_timestamp())
+        )
+        conn.execute(
+            update(m.Vehicle.__table__)
+            .where(m.Vehicle.id == other.id)
+            .values(delivery_date=ahead.date(), updated_at=func.current_timestamp())
+        )

@@ -12,15 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, func, select, update
-from tests.profiles.history import import_history
+from sqlalchemy import Engine
+from tests.profiles.history import change_a_day, import_history, whole_recompute_differs
 
 from baoke.config import ProfileSettings, Settings
 from baoke.profiles.engine import RefreshResult, refresh_profiles, snapshot_path
-from baoke.profiles.features import profile_sql
-from baoke.profiles.schema import PROFILE_COLUMNS
 from baoke.profiles.snapshot import Snapshot
-from baoke.store import models as m
 
 START = dt.date(2026, 11, 1)
 UTC = dt.UTC
@@ -32,83 +29,6 @@ def settings(engine: Engine, tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data", database_url=engine.url.render_as_string(hide_password=False)
     )
-
-
-def whole_recompute_differs(snap: Snapshot, day: dt.date, settings: Settings) -> int:
-    """Rows of ``profiles`` a whole recompute of the same snapshot does not give, both ways."""
-    columns = ", ".join(c.name for c in PROFILE_COLUMNS if c.name != "tags")
-    whole = f"SELECT {columns} FROM ({profile_sql(day, settings.profiles, settings.zone)})"
-    kept = f"SELECT {columns} FROM profiles"
-    row = snap.db.execute(
-        f"SELECT (SELECT count(*) FROM ({whole} EXCEPT ALL {kept})) + "
-        f"(SELECT count(*) FROM ({kept} EXCEPT ALL {whole}))"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def change_a_day(engine: Engine, day: dt.date, rng: np.random.Generator) -> None:
-    """Records of every kind the facts read, some of them dated days ahead."""
-    ahead = dt.datetime.combine(day + dt.timedelta(days=int(rng.integers(1, 4))), dt.time(3))
-    with engine.begin() as conn:
-        cars = conn.execute(
-            select(m.Vehicle.id, m.Vehicle.customer_id, m.Vehicle.dealer_id).where(
-                m.Vehicle.customer_id.is_not(None)
-            )
-        ).all()
-        customers = conn.execute(select(m.Customer.id)).scalars().all()
-        car = cars[int(rng.integers(len(cars)))]
-        who = int(customers[int(rng.integers(len(customers)))])
-        conn.execute(
-            m.ServiceOrder.__table__.insert().values(
-                order_no=f"T-{day}-{car.id}",
-                dealer_id=car.dealer_id,
-                vehicle_id=car.id,
-                customer_id=car.customer_id,
-                order_type="maintenance",
-                settled_on=day,
-                amount_fen=int(rng.integers(30_000, 900_000)),
-                mileage_km=int(rng.integers(1_000, 160_000)),
-            )
-        )
-        conn.execute(
-            m.MileageReading.__table__.insert().values(
-                vehicle_id=cars[int(rng.integers(len(cars)))].id,
-                read_on=day + dt.timedelta(days=2),
-                odometer_km=int(rng.integers(1_000, 160_000)),
-                source="app",
-            )
-        )
-        conn.execute(
-            m.BehaviourEvent.__table__.insert().values(
-                event_key=f"T-{day}",
-                customer_id=who,
-                event_type="model_view",
-                occurred_at=ahead.replace(tzinfo=UTC),
-                target="新车型",
-                source="app",
-            )
-        )
-        consent = conn.execute(
-            select(m.Consent.id).where(m.Consent.withdrawn_at.is_(None)).limit(1)
-        ).scalar_one()
-        conn.execute(
-            update(m.Consent.__table__)
-            .where(m.Consent.id == consent)
-            .values(withdrawn_at=ahead.replace(tzinfo=UTC), updated_at=func.current_timestamp())
-        )
-        # A car changes hands, and another's delivery is moved to a later day.
-        moved, other = cars[int(rng.integers(len(cars)))], cars[int(rng.integers(len(cars)))]
-        conn.execute(
-            update(m.Vehicle.__table__)
-            .where(m.Vehicle.id == moved.id)
-            .values(customer_id=who, updated_at=func.current_timestamp())
-        )
-        conn.execute(
-            update(m.Vehicle.__table__)
-            .where(m.Vehicle.id == other.id)
-            .values(delivery_date=ahead.date(), updated_at=func.current_timestamp())
-        )
 
 
 def test_kept_facts_give_the_whole_recompute_day_after_day(
@@ -129,6 +49,8 @@ def test_kept_facts_give_the_whole_recompute_day_after_day(
     first, *later = [r.facts for r in results]
     assert first is not None and first.whole
     assert all(f is not None and not f.whole for f in later)
+    # And the profiles of each day were rolled forward from the day before's.
+    assert not results[0].profiles_rolled and all(r.profiles_rolled for r in results[1:])
     customers = results[0].customers
     # Only some customers are recomputed on each day, the others' facts kept. (On PostgreSQL
     # the snapshot reads again every row of the last ten minutes, so within this test every

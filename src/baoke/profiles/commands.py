@@ -125,6 +125,7 @@ def refresh(
                     "whole": result.facts.whole if result.facts else None,
                     "customers": result.facts.customers if result.facts else 0,
                 },
+                "profiles_rolled": result.profiles_rolled,
                 "segments": result.segments,
                 "entered": result.entered,
                 "exited": result.exited,
@@ -144,6 +145,8 @@ def refresh(
         console.print(
             "facts: "
             + ("all recomputed" if facts.whole else f"{facts.customers:,} customers recomputed")
+            + "; profiles "
+            + ("rolled forward" if result.profiles_rolled else "projected whole")
         )
     console.print(
         f"segments: {len(result.segments)}; {result.entered:,} entries, {result.exited:,} exits; "

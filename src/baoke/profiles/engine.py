@@ -22,10 +22,10 @@ from sqlalchemy import Connection, Engine, Table, delete, select, update
 
 from baoke.config import Settings
 from baoke.ingest.store_io import bulk_insert, bulk_insert_new, bulk_upsert
+from baoke.profiles.daily import write_profiles_table
 from baoke.profiles.facts import FACTS_TABLE, FactsUpdate, update_facts
-from baoke.profiles.features import projection_sql
 from baoke.profiles.snapshot import Snapshot, SnapshotStats, scalar
-from baoke.segments.rules import SegmentDef, builtin_segments, segment_query
+from baoke.segments.rules import SegmentDef, builtin_segments, profile_fields, segment_query
 from baoke.store import models as m
 
 # Columns of customer_profiles in the store, as (store column, profiles column).
@@ -67,6 +67,7 @@ class RefreshResult:
     customers: int = 0
     snapshot: SnapshotStats | None = None
     facts: FactsUpdate | None = None
+    profiles_rolled: bool = False  # rolled forward from the last refresh, not projected whole
     segments: dict[str, int] = field(default_factory=dict)
     entered: int = 0
     exited: int = 0
@@ -120,7 +121,9 @@ def refresh_profiles(
             # A new snapshot knows nothing of what was written before: start the diff afresh.
             db.execute("DROP TABLE IF EXISTS profiles_written")
             db.execute("DROP TABLE IF EXISTS members_written")
-        result.facts = compute_profiles(db, day, settings, [d for d in defs if d.kind == "tag"])
+        result.facts, result.profiles_rolled = compute_profiles(
+            db, day, settings, [d for d in defs if d.kind == "tag"]
+        )
         result.customers = scalar(db, "SELECT count(*) FROM profiles")
         clock.lap("features")
         segments = [d for d in defs if d.kind == "segment"]
@@ -138,33 +141,34 @@ def refresh_profiles(
 
 def compute_profiles(
     db: duckdb.DuckDBPyConnection, day: dt.date, settings: Settings, tags: list[SegmentDef]
-) -> FactsUpdate:
+) -> tuple[FactsUpdate, bool]:
     """Build the ``profiles`` table: facts brought up to date (see ``facts``), projected to
-    ``day``, then auto-tags on top of imported tags.
+    ``day`` or rolled forward to it (see ``daily``), then the tags: imported tags and the tag
+    rules' labels.
 
-    In customer order: the facts table's order depends on which customers were recomputed
-    when, and what reads the profiles must not see the history of the refreshes.
-
-    The table is written once with the imported tags (parsed with the facts); tag rules (which
-    see imported tags only, so no tag rule depends on another) then update just the rows they
-    tag.
+    Tag rules see the imported tags only, so that no tag rule depends on another: a table
+    rolled forward still holds yesterday's labels, so with a rule that reads the tags the
+    table is projected whole. Only the rows whose tags change are written. Returns the facts
+    update and whether the profiles were rolled forward.
     """
     facts = update_facts(db, day, settings.profiles, settings.zone)
-    features = projection_sql(day, settings.profiles, FACTS_TABLE)
-    db.execute(f"""
-        CREATE OR REPLACE TABLE profiles AS
-        SELECT * EXCLUDE (imported_tags), imported_tags AS tags FROM ({features})
-        ORDER BY customer_id
-    """)
+    reads_tags = any("tags" in profile_fields(tag.rule) for tag in tags)
+    rolled = write_profiles_table(db, day, settings.profiles, facts, may_roll=not reads_tags)
     db.execute("CREATE OR REPLACE TEMP TABLE auto_tags (customer_id BIGINT, tag VARCHAR)")
     named = [(tag.label or tag.name, tag) for tag in tags]
     _insert_members(db, "auto_tags (tag, customer_id)", named, day, settings.timezone)
-    db.execute("""
-        UPDATE profiles SET tags = list_sort(list_distinct(list_concat(profiles.tags, t.tags)))
-        FROM (SELECT customer_id, list(tag) AS tags FROM auto_tags GROUP BY customer_id) t
-        WHERE profiles.customer_id = t.customer_id
+    # Only the rows tagged today or yesterday can change (a tag adds to the imported ones).
+    db.execute(f"""
+        UPDATE profiles SET tags = t.tags
+        FROM (SELECT f.customer_id, list_sort(list_distinct(list_concat(
+                  f.imported_tags, COALESCE(a.tags, []::VARCHAR[])))) AS tags
+              FROM {FACTS_TABLE} f JOIN profiles p USING (customer_id)
+              LEFT JOIN (SELECT customer_id, list(tag) AS tags FROM auto_tags
+                         GROUP BY customer_id) a USING (customer_id)
+              WHERE a.customer_id IS NOT NULL OR len(p.tags) > len(f.imported_tags)) t
+        WHERE profiles.customer_id = t.customer_id AND profiles.tags IS DISTINCT FROM t.tags
     """)
-    return facts
+    return facts, rolled
 
 
 def evaluate_segments(

@@ -24,18 +24,21 @@ import duckdb
 
 from baoke.config import ProfileSettings
 from baoke.profiles import features
-from baoke.profiles.snapshot import CHANGED_KEYS, first_row, scalar
+from baoke.profiles.snapshot import CHANGED_KEYS, kept_day, scalar
 
 FACTS_TABLE = "profile_facts"
+DIRTY_TABLE = "facts_dirty"  # temporary: the customers the last update recomputed
 _STATE = "profile_facts_state"  # one row: the day the facts are as of, and what made them
 
 
 @dataclass(frozen=True)
 class FactsUpdate:
-    """What a facts update did: the whole table, or this many customers' rows."""
+    """What a facts update did: the whole table, or this many customers' rows (those in
+    ``facts_dirty``) of the facts as of ``since``."""
 
     whole: bool
     customers: int
+    since: dt.date | None = None
 
 
 def update_facts(
@@ -43,7 +46,7 @@ def update_facts(
 ) -> FactsUpdate:
     """Bring ``profile_facts`` to ``day``: the changed customers' rows, or the whole table."""
     made_by = _made_by(cfg, zone)
-    since = _facts_day(db, made_by)
+    since = kept_day(db, FACTS_TABLE, _STATE, made_by)
     db.execute("BEGIN TRANSACTION")
     try:
         if since is None or since > day or _everything_changed(db):
@@ -55,7 +58,8 @@ def update_facts(
                 whole=True, customers=scalar(db, f"SELECT count(*) FROM {FACTS_TABLE}")
             )
         else:
-            done = FactsUpdate(whole=False, customers=_recompute(db, since, day, cfg, zone))
+            recomputed = _recompute(db, since, day, cfg, zone)
+            done = FactsUpdate(whole=False, customers=recomputed, since=since)
         db.execute(
             f"CREATE OR REPLACE TABLE {_STATE} AS SELECT ?::DATE AS as_of, ?::VARCHAR AS made_by",
             [day, made_by],
@@ -78,7 +82,7 @@ def _recompute(
     """Replace the rows of the customers whose facts as of ``since`` are stale on ``day``."""
     crossing = f"UNION ALL {features.crossing_sql(since, day, zone)}" if since < day else ""
     db.execute(f"""
-        CREATE OR REPLACE TEMP TABLE facts_dirty AS
+        CREATE OR REPLACE TEMP TABLE {DIRTY_TABLE} AS
         SELECT DISTINCT customer_id FROM (
             SELECT customer_id FROM {CHANGED_KEYS}
             UNION ALL
@@ -87,10 +91,11 @@ def _recompute(
             {crossing}
         ) WHERE customer_id IS NOT NULL
     """)
-    dirty = scalar(db, "SELECT count(*) FROM facts_dirty")
+    dirty = scalar(db, f"SELECT count(*) FROM {DIRTY_TABLE}")
     if dirty:
         db.execute(
-            f"DELETE FROM {FACTS_TABLE} WHERE customer_id IN (SELECT customer_id FROM facts_dirty)"
+            f"DELETE FROM {FACTS_TABLE} "
+            f"WHERE customer_id IN (SELECT customer_id FROM {DIRTY_TABLE})"
         )
         facts = _stored(features.facts_sql(day, cfg, zone, dirty=True))
         db.execute(f"INSERT INTO {FACTS_TABLE} {facts}")
@@ -114,24 +119,6 @@ def _made_by(cfg: ProfileSettings, zone: ZoneInfo) -> str:
     facts = _stored(features.facts_sql(dt.date(2000, 1, 1), cfg, zone, dirty=False))
     text = f"{facts}|{zone.key}"
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _facts_day(db: duckdb.DuckDBPyConnection, made_by: str) -> dt.date | None:
-    """The day the stored facts are as of, if they were made the way they would be now."""
-    tables = {
-        str(row[0])
-        for row in db.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE table_name IN (?, ?)",
-            [FACTS_TABLE, _STATE],
-        ).fetchall()
-    }
-    if tables != {FACTS_TABLE, _STATE}:
-        return None
-    row = first_row(db.execute(f"SELECT as_of, made_by FROM {_STATE}").fetchall())
-    if row is None or row[1] != made_by:
-        return None
-    day: dt.date = row[0]
-    return day
 
 
 def _everything_changed(db: duckdb.DuckDBPyConnection) -> bool:

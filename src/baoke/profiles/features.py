@@ -54,7 +54,7 @@ def _edges(as_of: dt.date, zone: ZoneInfo) -> dict[str, str]:
         return f"TIMESTAMP '{day_start_utc(as_of + dt.timedelta(days=days), zone)}'"
 
     return {
-        "as_of": f"DATE '{as_of.isoformat()}'",
+        "as_of": day_literal(as_of),
         "end": at(1),
         "d30": at(-29),
         "d90": at(-89),
@@ -80,7 +80,8 @@ def _thresholds(cfg: ProfileSettings) -> dict[str, object]:
 
 def profile_sql(as_of: dt.date, cfg: ProfileSettings, zone: ZoneInfo) -> str:
     """The query that computes every profile column for every customer, as of ``as_of``."""
-    p = {**_edges(as_of, zone), **_thresholds(cfg), **_EVERYONE, "facts": "facts"}
+    counters = {name: counter_sql(name, as_of) for name in COUNTERS}
+    p = {**_edges(as_of, zone), **_thresholds(cfg), **_EVERYONE, "facts": "facts", **counters}
     return (
         f"WITH\n{_FACTS_CTES.format(**p)},\nfacts AS ({_FACTS_SELECT.format(**p)}),\n"
         f"{_PROJECTION.format(**p)}"
@@ -93,9 +94,51 @@ def facts_sql(as_of: dt.date, cfg: ProfileSettings, zone: ZoneInfo, *, dirty: bo
     return f"WITH\n{_FACTS_CTES.format(**p)}\n{_FACTS_SELECT.format(**p)}"
 
 
+# The day counts, each from the profile's own columns and the day: the projection computes
+# them so, and the daily roll (``profiles.daily``) moves every stored profile's on in place.
+COUNTERS = {
+    "days_since_last_visit": (
+        "CASE WHEN is_owner THEN DATE_DIFF('day', COALESCE(last_visit_date, delivery_date), "
+        "{as_of}) END"
+    ),
+    "days_to_maintenance": "DATE_DIFF('day', {as_of}, next_maintenance_due_date)",
+    "days_to_insurance_expiry": "DATE_DIFF('day', {as_of}, insurance_expiry)",
+}
+
+# The profile columns that move with the day alone; every other column is a function of the
+# customer's facts. The day counts move every day; the rest (``STEPPED``) only now and then,
+# as a threshold is crossed: a stage, a score's step, a year of age. A test projects the same
+# facts to days far apart and holds every column outside these still.
+DAY_COLUMNS = (
+    "as_of",
+    *COUNTERS,
+    "car_age_years",
+    "months_since_delivery",
+    "lifecycle_stage",
+    "upgrade_intent",
+    "upgrade_reasons",
+    "churn_risk",
+    "churn_reasons",
+    "age",
+)
+STEPPED = tuple(c for c in DAY_COLUMNS if c != "as_of" and c not in COUNTERS)
+
+
+def day_literal(as_of: dt.date) -> str:
+    """A day as a DuckDB date literal."""
+    return f"DATE '{as_of.isoformat()}'"
+
+
+def counter_sql(name: str, as_of: dt.date) -> str:
+    """The day count ``name`` (a key of ``COUNTERS``) as of ``as_of``, over a profile row."""
+    return COUNTERS[name].format(as_of=day_literal(as_of))
+
+
 def projection_sql(as_of: dt.date, cfg: ProfileSettings, facts: str) -> str:
-    """Every profile column as of ``as_of``, from the facts in the table ``facts``."""
-    p = {"as_of": f"DATE '{as_of.isoformat()}'", **_thresholds(cfg), "facts": facts}
+    """Every profile column as of ``as_of``, from the facts in ``facts`` (a table's name, or a
+    parenthesised query)."""
+    counters = {name: counter_sql(name, as_of) for name in COUNTERS}
+    p = {"as_of": day_literal(as_of), **_thresholds(cfg), "facts": facts, **counters}
     return f"WITH\n{_PROJECTION.format(**p)}"
 
 
@@ -393,13 +436,13 @@ SELECT
                                WHEN lead_status = 'lost' THEN 'lost_lead'
                                ELSE 'contact' END) AS lifecycle_stage,
     first_visit_date, last_visit_date,
-    CASE WHEN is_owner THEN days_since_last_visit END AS days_since_last_visit,
+    {days_since_last_visit} AS days_since_last_visit,
     visit_interval_days, first_maintenance_done, last_maintenance_date,
     -- Rounded half up by hand: ROUND on a double breaks ties differently on DuckDB and Spark.
     odometer_km, odometer_date, FLOOR(km_per_day * 100 + 0.5) / 100 AS km_per_day,
     next_maintenance_due_date, next_maintenance_due_km,
-    DATE_DIFF('day', {as_of}, next_maintenance_due_date) AS days_to_maintenance,
-    insurance_expiry, DATE_DIFF('day', {as_of}, insurance_expiry) AS days_to_insurance_expiry,
+    {days_to_maintenance} AS days_to_maintenance,
+    insurance_expiry, {days_to_insurance_expiry} AS days_to_insurance_expiry,
     warranty_end, model_views_30d, new_model_views_30d, app_active_90d,
     CAST(CASE WHEN NOT is_owner THEN up_views + up_lead
          WHEN months_since_delivery < 12 THEN LEAST(10, up_views)

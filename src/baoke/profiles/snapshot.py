@@ -539,6 +539,26 @@ def scalar(db: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
+def kept_day(db: duckdb.DuckDBPyConnection, kept: str, state: str, made_by: str) -> dt.date | None:
+    """The day the table ``kept`` is of, from its one-row ``state`` table (as_of, made_by):
+    None unless both exist and the table was made by ``made_by``."""
+    tables = {
+        str(row[0])
+        for row in db.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND table_name IN (?, ?)",
+            [kept, state],
+        ).fetchall()
+    }
+    if tables != {kept, state}:
+        return None
+    row = first_row(db.execute(f"SELECT as_of, made_by FROM {state}").fetchall())
+    if row is None or row[1] != made_by:
+        return None
+    day: dt.date = row[0]
+    return day
+
+
 def _naive_utc(arrow: pa.Table) -> pa.Table:
     """PostgreSQL's timestamptz arrives zoned; the snapshot keeps naive UTC timestamps."""
     for index, column in enumerate(arrow.schema):

@@ -56,6 +56,7 @@ __all__ = [
     "condition_expression",
     "load_rule_file",
     "parse_rules",
+    "profile_fields",
     "segment_query",
 ]
 
@@ -132,6 +133,17 @@ class Not:
 
 
 Condition = AllOf | AnyOf | Not | Field | Count
+
+
+def profile_fields(cond: Condition) -> frozenset[str]:
+    """The profile fields a condition reads (not the record columns a ``count`` filters on)."""
+    if isinstance(cond, Field):
+        return frozenset((cond.column,))
+    if isinstance(cond, AllOf | AnyOf):
+        return frozenset().union(*(profile_fields(item) for item in cond.items))
+    if isinstance(cond, Not):
+        return profile_fields(cond.item)
+    return frozenset()
 
 
 @dataclass(frozen=True)
