@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 import sqlglot
+from tests.segments.conftest import build_db
 
 from baoke.profiles.schema import Kind
 from baoke.segments import (
@@ -610,6 +611,26 @@ def test_doc_examples_parse() -> None:
             assert parse_rules(f"name: doc\nlabel: 文档\nrule:\n{body}", "docs/segments.md")
 
 
+def test_a_record_window_counts_whole_local_days_across_a_clock_change() -> None:
+    # New York moves its clocks forward at 2024-03-10 02:00: that day starts at 05:00 UTC
+    # (EST) and the next at 04:00 UTC (EDT). A one-day window on as_of 03-10 holds exactly
+    # the records of that local day, to the second on either side.
+    inside = ("2024-03-10 05:00:00", "2024-03-11 03:59:59")
+    outside = ("2024-03-10 04:59:59", "2024-03-11 04:00:00")
+    events = [
+        {"customer_id": n, "event_type": "model_view", "source": "app", "target": "穹岳",
+         "occurred_at": dt.datetime.fromisoformat(at)}
+        for n, at in enumerate((*inside, *outside), start=1)
+    ]  # fmt: skip
+    people = [{"customer_id": n} for n in range(1, 5)]
+    con = build_db(people, {"events": events}, as_of="2024-03-10")
+    [seg] = parse_rules("name: t\nlabel: T\nrule: {exists: {table: events, within_last: 1d}}\n")
+    for as_of in ("2024-03-10", None):
+        query = segment_query(seg, as_of=as_of, tz="America/New_York")
+        assert {r[0] for r in con.execute(query).fetchall()} == {1, 2}
+    con.close()
+
+
 @pytest.mark.parametrize(
     ("rule", "utc", "shanghai"),
     [
@@ -630,6 +651,10 @@ def test_timestamps_follow_the_business_time_zone(
         query = segment_query(seg, as_of=as_of, tz="Asia/Shanghai")
         assert {r[0] for r in db.execute(query).fetchall()} == shanghai
     spark_sql = segment_query(seg, "spark", tz="Asia/Shanghai")
-    assert "CONVERT_TIMEZONE('UTC', 'Asia/Shanghai', r.occurred_at)" in spark_sql
+    # A record's field is converted to the zone; a window's bounds are converted from it.
+    assert (
+        "CONVERT_TIMEZONE('UTC', 'Asia/Shanghai', r.occurred_at)" in spark_sql
+        or "r.occurred_at < CONVERT_TIMEZONE('Asia/Shanghai', 'UTC', " in spark_sql
+    )
     with pytest.raises(ValueError, match="time zone"):
         segment_query(seg, tz="Mars/Olympus")

@@ -1016,6 +1016,18 @@ class _Env:
             )
         return exp.cast(timestamp, _DATE)
 
+    def first_moment(self, day: exp.Expr) -> exp.Expr:
+        """The first moment of a calendar date, as the timestamp columns store it (in UTC when
+        a zone is given): ``day(t) >= d`` exactly when ``t >= first_moment(d)``."""
+        moment: exp.Expr = exp.cast(day, exp.DataType.build("TIMESTAMP"))
+        if self.tz is not None:
+            moment = exp.ConvertTimezone(
+                source_tz=exp.Literal.string(self.tz),
+                target_tz=exp.Literal.string("UTC"),
+                timestamp=moment,
+            )
+        return moment
+
 
 def _zone(tz: str | None) -> str | None:
     if tz is None:
@@ -1037,6 +1049,9 @@ def _anchor(as_of: str | None) -> exp.Expr:
     except (TypeError, ValueError):
         raise ValueError(f"as_of must be an ISO date 'YYYY-MM-DD', got {as_of!r}") from None
     return exp.cast(exp.Literal.string(day.isoformat()), _DATE)
+
+
+_DAY = Offset(1, "d")
 
 
 def _shift(anchor: exp.Expr, offset: Offset) -> exp.Expr:
@@ -1133,13 +1148,22 @@ def _count_sql(cond: Count, env: _Env) -> exp.Expr:
     preds += [_field_sql(w, r, env) for w in cond.where]
     time_column = RECORD_TABLES[cond.table][0]
     t: exp.Expr = exp.column(time_column, table=r)
-    if _RECORDS[cond.table][time_column].kind is Kind.TIMESTAMP:
-        t = env.day(t)
+    start = None
     if cond.within is not None:
         start = _shift(anchor, Offset(-cond.within.amount, cond.within.unit))
-        preds.append(exp.GT(this=t, expression=start))
-    # Even "all history" stops at as_of: a profile of a past date must not see later records.
-    preds.append(exp.LTE(this=t.copy(), expression=anchor.copy()))
+    if _RECORDS[cond.table][time_column].kind is Kind.TIMESTAMP:
+        # The window is on the records' calendar days, but compared as instants: the first
+        # moment after the window's first day and after as_of, so each record's time is
+        # compared as it is stored (an index or a sorted column serves it) instead of every
+        # record being converted to its day first.
+        if start is not None:
+            preds.append(exp.GTE(this=t, expression=env.first_moment(_shift(start, _DAY))))
+        preds.append(exp.LT(this=t.copy(), expression=env.first_moment(_shift(anchor, _DAY))))
+    else:
+        if start is not None:
+            preds.append(exp.GT(this=t, expression=start))
+        # Even "all history" stops at as_of: a profile of a past date must not see later records.
+        preds.append(exp.LTE(this=t.copy(), expression=anchor.copy()))
     query = (
         exp.select(exp.Count(this=exp.Star()))
         .from_(exp.table_(cond.table, alias=r))
