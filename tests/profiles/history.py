@@ -1,10 +1,11 @@
 """A generated group imported into the store, as the profile tests start from, the changes
-of a day made to it, and the check against a whole recompute."""
+of a day made to it, the checks against a whole recompute, and the stored profiles."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, func, select, update
@@ -51,6 +52,15 @@ def import_history(engine: Engine, out: Path, customers: int, seed: int) -> None
                 .where(table.c.id == newest)
                 .values(updated_at=past + dt.timedelta(hours=1))
             )
+
+
+def stored_profiles(engine: Engine) -> dict[int, tuple[Any, ...]]:
+    """The store's profile rows by customer, without as_of (the business date of the row's
+    last change) and updated_at."""
+    table = m.CustomerProfile.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(table).order_by(table.c.customer_id)).all()
+    return {row.customer_id: (row[0], *tuple(row)[2:-1]) for row in rows}
 
 
 def whole_recompute_differs(snap: Snapshot, day: dt.date, settings: Settings) -> int:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import Engine
-from tests.profiles.history import change_a_day, import_history
+from tests.profiles.history import change_a_day, import_history, stored_profiles
 
 from baoke.config import Settings
-from baoke.profiles.engine import refresh_profiles, snapshot_path
+from baoke.profiles.engine import compute_profiles, refresh_profiles, snapshot_path
 from baoke.profiles.facts import FACTS_TABLE
 from baoke.profiles.features import DAY_COLUMNS, projection_sql
 from baoke.profiles.schema import PROFILE_COLUMNS
@@ -103,3 +103,30 @@ def test_a_tag_rule_that_reads_the_tags_has_the_profiles_projected_whole(
     later = refresh_profiles(settings, engine, START + dt.timedelta(days=1), [reader])
     assert later.facts is not None and not later.facts.whole
     assert not later.profiles_rolled
+
+
+def test_the_store_holds_the_rolled_profiles_when_only_their_changes_are_compared(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(5)
+    snap = Snapshot(snapshot_path(settings))
+    try:
+        day = START
+        for step in range(7):
+            if step == 4:
+                # A refresh stopped after the roll, before the write-back: the next one
+                # rolls from a day the store was not written from, and compares every row.
+                compute_profiles(snap.db, day, settings, _tags())
+                change_a_day(engine, day, rng)
+                day += dt.timedelta(days=1)
+            result = refresh_profiles(settings, engine, day, _tags(), snapshot=snap)
+            assert result.profiles_rolled == (step > 0)
+            rolled = stored_profiles(engine)
+            # A new snapshot rewrites every stored row from profiles projected whole.
+            cold = settings.model_copy(update={"data_dir": tmp_path / f"cold-{step}"})
+            assert not refresh_profiles(cold, engine, day, _tags()).profiles_rolled
+            assert stored_profiles(engine) == rolled, f"on {day}"
+            change_a_day(engine, day, rng)
+            day += dt.timedelta(days=1 if step % 3 else 40)
+    finally:
+        snap.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, update
-from tests.profiles.history import import_history
+from tests.profiles.history import import_history, stored_profiles
 
 from baoke.config import Settings
 from baoke.profiles.engine import RefreshResult, refresh_profiles
@@ -52,14 +52,6 @@ def store(engine: Engine, tmp_path: Path) -> Engine:
 
 def refresh(engine: Engine, data_dir: Path, day: dt.date) -> RefreshResult:
     return refresh_profiles(settings_for(engine, data_dir), engine, day, RULES)
-
-
-def stored_profiles(engine: Engine) -> dict[int, tuple[Any, ...]]:
-    table = m.CustomerProfile.__table__
-    with engine.connect() as conn:
-        rows = conn.execute(select(table).order_by(table.c.customer_id)).all()
-    # Without as_of (the business date of the row's last change) and updated_at.
-    return {row.customer_id: (row[0], *tuple(row)[2:-1]) for row in rows}
 
 
 def open_members(engine: Engine) -> set[tuple[str, int]]:

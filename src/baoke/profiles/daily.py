@@ -32,11 +32,11 @@ from baoke.profiles.facts import DIRTY_TABLE, FACTS_TABLE, FactsUpdate
 from baoke.profiles.features import COUNTERS, STEPPED, counter_sql, day_literal, projection_sql
 from baoke.profiles.snapshot import kept_day
 
-__all__ = ["PROFILES_STATE", "write_profiles_table"]
+__all__ = ["PROFILES_STATE", "REWRITTEN", "write_profiles_table"]
 
 PROFILES_STATE = "profiles_state"  # one row: the day the profiles are of, and what made them
 _ROW = "* EXCLUDE (imported_tags), imported_tags AS tags"  # a profile row as stored
-_REWRITTEN = "profiles_rewritten"  # temporary: the customers whose rows the roll projects
+REWRITTEN = "profiles_rewritten"  # temporary: the customers whose rows the roll projects
 
 
 def write_profiles_table(
@@ -85,7 +85,7 @@ def _roll(db: duckdb.DuckDBPyConnection, day: dt.date, cfg: ProfileSettings) -> 
     stepped = " OR ".join(f"p.{column} IS DISTINCT FROM d.{column}" for column in STEPPED)
     # Only the stepped columns are read from the projection: DuckDB leaves out the rest.
     db.execute(f"""
-        CREATE OR REPLACE TEMP TABLE {_REWRITTEN} AS
+        CREATE OR REPLACE TEMP TABLE {REWRITTEN} AS
         SELECT customer_id FROM {DIRTY_TABLE}
         UNION
         SELECT p.customer_id FROM profiles p
@@ -93,7 +93,7 @@ def _roll(db: duckdb.DuckDBPyConnection, day: dt.date, cfg: ProfileSettings) -> 
               FROM ({projection_sql(day, cfg, FACTS_TABLE)})) d USING (customer_id)
         WHERE {stepped}
     """)
-    rewritten = f"SELECT customer_id FROM {_REWRITTEN}"
+    rewritten = f"SELECT customer_id FROM {REWRITTEN}"
     db.execute(f"DELETE FROM profiles WHERE customer_id IN ({rewritten})")
     facts = f"(SELECT * FROM {FACTS_TABLE} WHERE customer_id IN ({rewritten}))"
     db.execute(

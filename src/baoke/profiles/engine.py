@@ -22,9 +22,9 @@ from sqlalchemy import Connection, Engine, Table, delete, select, update
 
 from baoke.config import Settings
 from baoke.ingest.store_io import bulk_insert, bulk_insert_new, bulk_upsert
-from baoke.profiles.daily import write_profiles_table
+from baoke.profiles.daily import REWRITTEN, write_profiles_table
 from baoke.profiles.facts import FACTS_TABLE, FactsUpdate, update_facts
-from baoke.profiles.snapshot import Snapshot, SnapshotStats, scalar
+from baoke.profiles.snapshot import Snapshot, SnapshotStats, kept_day, scalar
 from baoke.segments.rules import SegmentDef, builtin_segments, profile_fields, segment_query
 from baoke.store import models as m
 
@@ -57,6 +57,10 @@ STORED = (
 )
 # Compared to decide whether a stored profile row must be rewritten (as_of alone is not news).
 COMPARED = [store for store, _ in STORED if store not in ("customer_id", "as_of")]
+# The day of the profiles the store's rows were last written from (the baseline's state).
+WRITTEN_STATE = "profiles_written_state"
+_WRITTEN_BY = ",".join(store for store, _ in STORED)
+TAGS_CHANGED = "tags_changed"  # temporary: the rows whose tags today's refresh changed
 
 
 @dataclass
@@ -120,6 +124,7 @@ def refresh_profiles(
         if result.snapshot.cold:
             # A new snapshot knows nothing of what was written before: start the diff afresh.
             db.execute("DROP TABLE IF EXISTS profiles_written")
+            db.execute(f"DROP TABLE IF EXISTS {WRITTEN_STATE}")
             db.execute("DROP TABLE IF EXISTS members_written")
         result.facts, result.profiles_rolled = compute_profiles(
             db, day, settings, [d for d in defs if d.kind == "tag"]
@@ -129,7 +134,8 @@ def refresh_profiles(
         segments = [d for d in defs if d.kind == "segment"]
         result.segments = evaluate_segments(db, segments, day, settings.timezone)
         clock.lap("segments")
-        result.profiles_written = _write_profiles(db, engine)
+        rolled_from = result.facts.since if result.profiles_rolled else None
+        result.profiles_written = _write_profiles(db, engine, day, rolled_from)
         result.entered, result.exited = _write_memberships(db, engine, day)
         _write_definitions(engine, segments, result.segments, day, settings.timezone)
         clock.lap("write-back")
@@ -159,15 +165,20 @@ def compute_profiles(
     _insert_members(db, "auto_tags (tag, customer_id)", named, day, settings.timezone)
     # Only the rows tagged today or yesterday can change (a tag adds to the imported ones).
     db.execute(f"""
-        UPDATE profiles SET tags = t.tags
-        FROM (SELECT f.customer_id, list_sort(list_distinct(list_concat(
-                  f.imported_tags, COALESCE(a.tags, []::VARCHAR[])))) AS tags
-              FROM {FACTS_TABLE} f JOIN profiles p USING (customer_id)
-              LEFT JOIN (SELECT customer_id, list(tag) AS tags FROM auto_tags
-                         GROUP BY customer_id) a USING (customer_id)
-              WHERE a.customer_id IS NOT NULL OR len(p.tags) > len(f.imported_tags)) t
-        WHERE profiles.customer_id = t.customer_id AND profiles.tags IS DISTINCT FROM t.tags
+        CREATE OR REPLACE TEMP TABLE {TAGS_CHANGED} AS
+        SELECT * FROM (
+            SELECT f.customer_id, p.tags AS was, list_sort(list_distinct(list_concat(
+                f.imported_tags, COALESCE(a.tags, []::VARCHAR[])))) AS tags
+            FROM {FACTS_TABLE} f JOIN profiles p USING (customer_id)
+            LEFT JOIN (SELECT customer_id, list(tag) AS tags FROM auto_tags
+                       GROUP BY customer_id) a USING (customer_id)
+            WHERE a.customer_id IS NOT NULL OR len(p.tags) > len(f.imported_tags))
+        WHERE was IS DISTINCT FROM tags
     """)
+    db.execute(
+        f"UPDATE profiles SET tags = t.tags FROM {TAGS_CHANGED} t "
+        "WHERE profiles.customer_id = t.customer_id"
+    )
     return facts, rolled
 
 
@@ -260,10 +271,25 @@ def _t(model: type[m.Base]) -> Table:
     return table
 
 
-def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
-    """Rewrite the stored profile rows that changed (all of them on the first refresh)."""
+def _write_profiles(
+    db: duckdb.DuckDBPyConnection, engine: Engine, day: dt.date, rolled_from: dt.date | None
+) -> int:
+    """Rewrite the stored profile rows that changed (all of them on the first refresh).
+
+    ``rolled_from``: the day the profiles were rolled forward from (None if projected whole).
+    When the store was last written from that day's table, only the rows the roll projected
+    again and those whose tags changed can differ from it, and only they are compared.
+    """
     columns = ", ".join(f"{src} AS {store}" for store, src in STORED)
     exists = _has_table(db, "profiles_written")
+    narrow = (
+        f"WHERE customer_id IN (SELECT customer_id FROM {REWRITTEN} "
+        f"UNION SELECT customer_id FROM {TAGS_CHANGED})"
+        if exists
+        and rolled_from is not None
+        and kept_day(db, "profiles_written", WRITTEN_STATE, _WRITTEN_BY) == rolled_from
+        else ""
+    )
     # Against a baseline only the changed rows are used, so the stored form stays a view:
     # copying every profile first costs more than the diff. The first write reads every row
     # twice (to the store and into the baseline), so it keeps the copy.
@@ -272,7 +298,7 @@ def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
     db.execute(
         f"CREATE OR REPLACE TEMP {kind} profiles_out AS SELECT {columns} FROM "
         "(SELECT *, CASE WHEN len(tags) > 0 THEN to_json(tags)::VARCHAR END AS tags_json "
-        "FROM profiles)"
+        f"FROM profiles {narrow})"
     )
     if exists:
         differs = " OR ".join(f"o.{c} IS DISTINCT FROM w.{c}" for c in COMPARED)
@@ -291,15 +317,26 @@ def _write_profiles(db: duckdb.DuckDBPyConnection, engine: Engine) -> int:
             bulk_insert(conn, table, changed)
         else:
             bulk_upsert(conn, table, changed, "customer_id")
-    if exists:
-        # Bring the baseline up to date with the rows just written, not a full copy.
+    db.execute("BEGIN TRANSACTION")
+    try:
+        if exists:
+            # Bring the baseline up to date with the rows just written, not a full copy.
+            db.execute(
+                "DELETE FROM profiles_written WHERE customer_id IN "
+                "(SELECT customer_id FROM profiles_changed)"
+            )
+            db.execute("INSERT INTO profiles_written SELECT * FROM profiles_changed")
+        else:
+            db.execute("CREATE OR REPLACE TABLE profiles_written AS SELECT * FROM profiles_out")
         db.execute(
-            "DELETE FROM profiles_written WHERE customer_id IN "
-            "(SELECT customer_id FROM profiles_changed)"
+            f"CREATE OR REPLACE TABLE {WRITTEN_STATE} AS "
+            "SELECT ?::DATE AS as_of, ?::VARCHAR AS made_by",
+            [day, _WRITTEN_BY],
         )
-        db.execute("INSERT INTO profiles_written SELECT * FROM profiles_changed")
-    else:
-        db.execute("CREATE OR REPLACE TABLE profiles_written AS SELECT * FROM profiles_out")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
     return changed.height
 
 
