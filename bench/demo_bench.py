@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
 import os
 import platform
@@ -47,7 +48,13 @@ def _in_process(workdir: Path, customers: int, days: int, seed: int) -> dict[str
     generated = generate(GenerateConfig(customers=customers, seed=seed), workdir / "files")
     generate_s = time.perf_counter() - started
     run = import_group(settings, workdir / "files", generated.config.today)
-    measures = simulate_group(run, load_model(), generated.config.today, days, seed)
+    ends: list[float] = [time.perf_counter()]
+
+    def day_done(_day: object, _counts: object) -> None:
+        ends.append(time.perf_counter())
+
+    measures = simulate_group(run, load_model(), generated.config.today, days, seed, day_done)
+    per_day = [later - earlier for earlier, later in itertools.pairwise(ends)]
     lap = time.perf_counter()
     print_report(measures, Console(file=io.StringIO(), width=160), "bench")
     printing = time.perf_counter() - lap
@@ -72,8 +79,20 @@ def _in_process(workdir: Path, customers: int, days: int, seed: int) -> dict[str
             "printing": round(printing, 2),
         },
         "per_day": round(run.timings["days"] / days, 3),
+        "day_spread": _day_spread(per_day),
         "sent": int(measures.customers["touches"].sum()),
         "visits": int(head["visits"]),
+    }
+
+
+def _day_spread(per_day: list[float]) -> dict[str, Any]:
+    """Median and tail of the simulated days' wall times, and the slowest days (1 = the first)."""
+    ranked = sorted(per_day)
+    slowest = sorted(range(len(per_day)), key=lambda i: -per_day[i])[:5]
+    return {
+        "median": round(ranked[len(ranked) // 2], 3),
+        "p90": round(ranked[int(len(ranked) * 0.9)], 3),
+        "slowest": {i + 1: round(per_day[i], 2) for i in slowest},
     }
 
 
@@ -141,6 +160,10 @@ def main() -> None:
     for name, seconds in run.get("phases", {}).items():
         print(f"  {name:<24} {seconds:8.2f} s")
     print(f"  {'total':<24} {run['seconds']:8.1f} s   (target {run['target_seconds']} s)")
+    if "day_spread" in run:
+        spread = run["day_spread"]
+        slowest = ", ".join(f"day {day} {s} s" for day, s in spread["slowest"].items())
+        print(f"  a day: median {spread['median']} s, p90 {spread['p90']} s; slowest {slowest}")
     calibration = run["calibration_s"]
     print(f"  calibration {calibration['before']} s before, {calibration['after']} s after")
 
