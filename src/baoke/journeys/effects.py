@@ -168,6 +168,8 @@ class _Changes:
 
     def exit_or_pause(self, hits: pl.DataFrame, why: str) -> None:
         """End journeys that exit on ``why``; pause active ones that pause on it."""
+        if hits.height == 0:
+            return  # most batches hold no such event: nothing to look up
         leaving = self.candidates(hits, f"exit:{why}").with_columns(
             pl.format("exit: {} ({})", pl.lit(why), "why").alias("why")
         )
@@ -187,6 +189,8 @@ class _Changes:
 
     def resume(self, hits: pl.DataFrame, why: str) -> None:
         """Resume journeys paused for ``why`` whose cause went away."""
+        if hits.height == 0:
+            return
         pending = self.journeys.filter(
             (pl.col("status") == "paused")
             & (pl.col("end_reason") == f"paused:{why}")
