@@ -30,7 +30,7 @@ import duckdb
 from baoke.config import ProfileSettings
 from baoke.profiles.facts import DIRTY_TABLE, FACTS_TABLE, FactsUpdate
 from baoke.profiles.features import COUNTERS, STEPPED, counter_sql, day_literal, projection_sql
-from baoke.profiles.snapshot import kept_day
+from baoke.profiles.snapshot import keep_day, kept_day
 
 __all__ = ["PROFILES_STATE", "REWRITTEN", "write_profiles_table"]
 
@@ -68,11 +68,7 @@ def write_profiles_table(
                 "CREATE OR REPLACE TABLE profiles AS SELECT "
                 f"{_ROW} FROM ({projection_sql(day, cfg, FACTS_TABLE)}) ORDER BY customer_id"
             )
-        db.execute(
-            f"CREATE OR REPLACE TABLE {PROFILES_STATE} AS "
-            "SELECT ?::DATE AS as_of, ?::VARCHAR AS made_by",
-            [day, made_by],
-        )
+        keep_day(db, PROFILES_STATE, day, made_by)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

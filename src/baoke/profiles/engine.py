@@ -24,7 +24,7 @@ from baoke.config import Settings
 from baoke.ingest.store_io import bulk_insert, bulk_insert_new, bulk_upsert
 from baoke.profiles.daily import REWRITTEN, write_profiles_table
 from baoke.profiles.facts import FACTS_TABLE, FactsUpdate, update_facts
-from baoke.profiles.snapshot import Snapshot, SnapshotStats, kept_day, scalar
+from baoke.profiles.snapshot import Snapshot, SnapshotStats, keep_day, kept_day, scalar
 from baoke.segments.rules import SegmentDef, builtin_segments, profile_fields, segment_query
 from baoke.store import models as m
 
@@ -328,11 +328,7 @@ def _write_profiles(
             db.execute("INSERT INTO profiles_written SELECT * FROM profiles_changed")
         else:
             db.execute("CREATE OR REPLACE TABLE profiles_written AS SELECT * FROM profiles_out")
-        db.execute(
-            f"CREATE OR REPLACE TABLE {WRITTEN_STATE} AS "
-            "SELECT ?::DATE AS as_of, ?::VARCHAR AS made_by",
-            [day, _WRITTEN_BY],
-        )
+        keep_day(db, WRITTEN_STATE, day, _WRITTEN_BY)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")

@@ -24,7 +24,7 @@ import duckdb
 
 from baoke.config import ProfileSettings
 from baoke.profiles import features
-from baoke.profiles.snapshot import CHANGED_KEYS, kept_day, scalar
+from baoke.profiles.snapshot import CHANGED_KEYS, keep_day, kept_day, scalar
 
 FACTS_TABLE = "profile_facts"
 DIRTY_TABLE = "facts_dirty"  # temporary: the customers the last update recomputed
@@ -60,10 +60,7 @@ def update_facts(
         else:
             recomputed = _recompute(db, since, day, cfg, zone)
             done = FactsUpdate(whole=False, customers=recomputed, since=since)
-        db.execute(
-            f"CREATE OR REPLACE TABLE {_STATE} AS SELECT ?::DATE AS as_of, ?::VARCHAR AS made_by",
-            [day, made_by],
-        )
+        keep_day(db, _STATE, day, made_by)
         db.execute(f"DELETE FROM {CHANGED_KEYS}")
         db.execute("COMMIT")
     except BaseException:

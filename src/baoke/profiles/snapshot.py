@@ -539,6 +539,15 @@ def scalar(db: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
+def keep_day(db: duckdb.DuckDBPyConnection, state: str, day: dt.date, made_by: str) -> None:
+    """Record in the one-row ``state`` table that its kept table is of ``day``, made by
+    ``made_by`` (read back by :func:`kept_day`; written in the transaction that made it)."""
+    db.execute(
+        f"CREATE OR REPLACE TABLE {state} AS SELECT ?::DATE AS as_of, ?::VARCHAR AS made_by",
+        [day, made_by],
+    )
+
+
 def kept_day(db: duckdb.DuckDBPyConnection, kept: str, state: str, made_by: str) -> dt.date | None:
     """The day the table ``kept`` is of, from its one-row ``state`` table (as_of, made_by):
     None unless both exist and the table was made by ``made_by``."""
