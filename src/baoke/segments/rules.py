@@ -1151,18 +1151,18 @@ def _count_sql(cond: Count, env: _Env) -> exp.Expr:
     start = None
     if cond.within is not None:
         start = _shift(anchor, Offset(-cond.within.amount, cond.within.unit))
+    # The window is (as_of - within, as_of] on the records' calendar days; even "all history"
+    # stops at as_of: a profile of a past date must not see later records.
     if _RECORDS[cond.table][time_column].kind is Kind.TIMESTAMP:
-        # The window is on the records' calendar days, but compared as instants: the first
-        # moment after the window's first day and after as_of, so each record's time is
-        # compared as it is stored (an index or a sorted column serves it) instead of every
-        # record being converted to its day first.
+        # Timestamps are compared with the window's bounds as instants (the first moments of
+        # the day after its start and of the day after as_of), each record's time as stored:
+        # an index or a sorted column serves it, and no record is converted to its day.
         if start is not None:
             preds.append(exp.GTE(this=t, expression=env.first_moment(_shift(start, _DAY))))
         preds.append(exp.LT(this=t.copy(), expression=env.first_moment(_shift(anchor, _DAY))))
     else:
         if start is not None:
             preds.append(exp.GT(this=t, expression=start))
-        # Even "all history" stops at as_of: a profile of a past date must not see later records.
         preds.append(exp.LTE(this=t.copy(), expression=anchor.copy()))
     query = (
         exp.select(exp.Count(this=exp.Star()))
