@@ -11,7 +11,7 @@ is rolled forward rather than written again:
    the day's projection gives, get their whole rows again (deleted, projected, inserted);
 2. every row's day counts are computed again from its own columns, in place.
 
-At 20,000 customers that is about 2,000 rows and four narrow columns a day instead of sixty
+At 20,000 customers that is about 1,400 rows and four narrow columns a day instead of sixty
 columns of every row into the snapshot's persistent storage.
 
 The table is projected whole, in customer order, when a roll cannot be trusted: no table yet,
